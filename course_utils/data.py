@@ -1,0 +1,335 @@
+"""MNIST and CIFAR-10 as tensors, with checksums, a mirror, and offline stand-ins.
+
+    data = load_mnist(train=True)       # ImageData: images uint8 N×1×28×28, labels int64 N
+    data = load_cifar10(train=False)    # ImageData: images uint8 N×3×32×32
+    small = data.take(1000)             # class-balanced random subset
+    gpu = data.to("cuda")               # move once; no DataLoader workers needed
+
+Real data is downloaded by torchvision into ``config.data_dir()`` ($COURSE_DATA) and every archive is
+checked against its MD5 before use. When the real data cannot be had (no network) or the profile forbids
+downloads (``smoke``), the loaders return an offline *stand-in* with real class structure and say so
+loudly: a ``StandInDataWarning``, and ``data.name`` that plots put in their titles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tarfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import config
+
+MNIST_CLASSES = [str(d) for d in range(10)]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+SHAPES_CLASSES = ["circle", "square", "triangle", "diamond", "ring", "cross", "star", "crescent", "bar", "dots"]
+
+# CIFAR-10's main host is throttled at times: $COURSE_CIFAR10_URL is tried first when set.
+CIFAR10_URLS = ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
+CIFAR10_ARCHIVE, CIFAR10_MD5 = "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+class StandInDataWarning(UserWarning):
+    """Raised (as a warning) whenever a loader returns a stand-in instead of the real data set."""
+
+
+class CorruptDataError(RuntimeError):
+    """A data file exists but is truncated or corrupted."""
+
+
+@dataclass
+class ImageData:
+    """A labelled image data set held as tensors.
+
+    images: uint8, N×C×H×W.  labels: int64, N.  classes: names, ``classes[label]``.
+    name: what it really is ("MNIST", or a stand-in's name).  is_standin: True for a stand-in.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    name: str
+    is_standin: bool
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 N×C×H×W, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (len(self.images),):
+            raise ValueError(f"labels must have shape ({len(self.images)},), got {tuple(self.labels.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        kind = "stand-in" if self.is_standin else "real"
+        return (f"ImageData({self.name!r}, {kind}, images {tuple(self.images.shape)} {self.images.dtype} "
+                f"on {self.images.device}, {len(self.classes)} classes)")
+
+    def to(self, device) -> "ImageData":
+        """The same data on ``device`` (moved once; index it there without a DataLoader)."""
+        return ImageData(self.images.to(device), self.labels.to(device), self.classes, self.name, self.is_standin)
+
+    def subset(self, index) -> "ImageData":
+        index = torch.as_tensor(index, dtype=torch.long, device=self.images.device)
+        return ImageData(self.images[index], self.labels[index], self.classes, self.name, self.is_standin)
+
+    def take(self, n: int | None, seed: int = 0) -> "ImageData":
+        """A class-balanced random subset of ``n`` images (all of them when ``n`` is None or too large)."""
+        if n is None or n >= len(self):
+            return self
+        counts = torch.bincount(self.labels.cpu(), minlength=len(self.classes))
+        per_class = (counts.float() / len(self) * n).floor().long()
+        per_class[: n - int(per_class.sum())] += 1  # hand out the remainder
+        return self.subset(_balanced_index(self.labels, per_class, seed))
+
+
+def balanced_subset(data: ImageData, per_class: int | None, seed: int = 0) -> ImageData:
+    """``per_class`` randomly chosen images of every class (all images when ``per_class`` is None)."""
+    if per_class is None:
+        return data
+    if per_class < 1:
+        raise ValueError(f"per_class must be a positive number of labels per class, got {per_class}")
+    counts = torch.bincount(data.labels.cpu(), minlength=len(data.classes))
+    if int(counts.min()) < per_class:
+        raise ValueError(f"{data.name} has only {int(counts.min())} images in its smallest class; "
+                         f"asked for {per_class} per class")
+    return data.subset(_balanced_index(data.labels, torch.full_like(counts, per_class), seed))
+
+
+def _balanced_index(labels: torch.Tensor, per_class: torch.Tensor, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    labels = labels.cpu()
+    order = torch.randperm(len(labels), generator=generator)
+    chosen = [order[labels[order] == c][: int(k)] for c, k in enumerate(per_class)]
+    return torch.cat(chosen).sort().values
+
+
+# --- checksums and downloads ------------------------------------------------------------------
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, md5: str) -> None:
+    """Raise ``CorruptDataError`` naming ``path`` and the fix when its MD5 is not ``md5``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing. Run the loader with network access to download it, "
+                                f"or copy the file there by hand.")
+    actual = md5sum(path)
+    if actual != md5:
+        raise CorruptDataError(
+            f"{path} is truncated or corrupted ({path.stat().st_size:,} bytes, MD5 {actual}, expected {md5}). "
+            f"Delete it (rm '{path}') and run again to download a fresh copy."
+        )
+
+
+def _standin(make, train: bool, reason: str) -> ImageData:
+    data = make(train)
+    warnings.warn(
+        f"Using {data.name} ({'train' if train else 'test'}, {len(data):,} images) instead of the real data: "
+        f"{reason}. Results will differ from the book's. To get the real data, run with network access "
+        f"and COURSE_PROFILE=cpu or gpu (data cached in {config.data_dir()}).",
+        StandInDataWarning,
+        stacklevel=3,
+    )
+    return data
+
+
+def _announce(data: ImageData, train: bool, where: Path) -> ImageData:
+    print(f"{data.name} ({'train' if train else 'test'}): {len(data):,} images {tuple(data.images.shape[1:])} "
+          f"from {where}")
+    return data
+
+
+def _with_timeout(fn, *args, **kwargs):
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+# --- MNIST ----------------------------------------------------------------------------------------
+
+def load_mnist(train: bool = True, profile: config.Profile | None = None) -> ImageData:
+    """MNIST digits, uint8 N×1×28×28 (60,000 train / 10,000 test), or the offline stand-in."""
+    from torchvision.datasets import MNIST
+
+    profile = profile or config.get_profile()
+    if not profile.allow_download:
+        return _standin(mnist_standin, train, f"the {profile.name} profile never uses the network")
+    root = config.data_dir()
+    raw = root / "MNIST" / "raw"
+    for filename, md5 in MNIST.resources:  # check what is already there before trusting it
+        if (raw / filename).exists():
+            verify_file(raw / filename, md5)
+    try:
+        dataset = _with_timeout(MNIST, str(root), train=train, download=True)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError
+        if isinstance(error, FileNotFoundError) or not _looks_like_network_error(error):
+            raise CorruptDataError(f"Could not read MNIST from {raw}: {error}. "
+                                   f"Delete that folder (rm -r '{raw}') and run again to download it afresh.")
+        return _standin(mnist_standin, train, f"MNIST could not be downloaded ({error})")
+    data = ImageData(dataset.data.unsqueeze(1).contiguous(), dataset.targets.long(), MNIST_CLASSES, "MNIST", False)
+    return _announce(data, train, raw)
+
+
+def mnist_standin(train: bool = True) -> ImageData:
+    """scikit-learn's 1,797 handwritten 8×8 digits (UCI), upscaled to 20×20 and centred in 28×28 like MNIST.
+
+    A fixed stratified split: 1,437 train / 360 test.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # 0..16 -> [0, 1]
+    images = F.interpolate(images, size=(20, 20), mode="bilinear", align_corners=False)
+    images = F.pad(images, (4, 4, 4, 4))  # MNIST centres each digit's 20×20 box in a 28×28 frame
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.tensor(digits.target, dtype=torch.long)
+    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=360, stratify=digits.target,
+                                           random_state=0)
+    index = torch.as_tensor(train_idx if train else test_idx)
+    return ImageData(images[index], labels[index], MNIST_CLASSES, "sklearn digits (MNIST stand-in)", True)
+
+
+# --- CIFAR-10 ---------------------------------------------------------------------------------
+
+def load_cifar10(train: bool = True, profile: config.Profile | None = None) -> ImageData:
+    """CIFAR-10, uint8 N×3×32×32 (50,000 train / 10,000 test), or the offline stand-in.
+
+    Set $COURSE_CIFAR10_URL to a mirror of ``cifar-10-python.tar.gz`` when the main host is slow.
+    """
+    from torchvision.datasets import CIFAR10
+
+    profile = profile or config.get_profile()
+    if not profile.allow_download:
+        return _standin(shapes_standin, train, f"the {profile.name} profile never uses the network")
+    root = config.data_dir()
+    folder = root / CIFAR10.base_folder
+    batches = CIFAR10.train_list if train else CIFAR10.test_list
+    if not all((folder / name).exists() for name, _ in batches):
+        try:
+            _download_cifar10(root)
+        except OSError as error:
+            if not _looks_like_network_error(error):
+                raise
+            return _standin(shapes_standin, train, f"CIFAR-10 could not be downloaded ({error})")
+    for name, md5 in batches:
+        verify_file(folder / name, md5)
+    dataset = CIFAR10(str(root), train=train, download=False)
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # N×H×W×C -> N×C×H×W
+    data = ImageData(images, torch.tensor(dataset.targets, dtype=torch.long), CIFAR10_CLASSES, "CIFAR-10", False)
+    return _announce(data, train, folder)
+
+
+def _download_cifar10(root: Path) -> None:
+    from torchvision.datasets.utils import download_url
+
+    archive = root / CIFAR10_ARCHIVE
+    if not archive.exists():
+        urls = [os.environ["COURSE_CIFAR10_URL"]] if os.environ.get("COURSE_CIFAR10_URL") else []
+        errors = []
+        for url in urls + CIFAR10_URLS:
+            try:
+                _with_timeout(download_url, url, str(root), CIFAR10_ARCHIVE, md5=None)
+                break
+            except OSError as error:
+                errors.append(f"{url}: {error}")
+                archive.unlink(missing_ok=True)
+        else:
+            raise OSError("; ".join(errors) + " (set COURSE_CIFAR10_URL to a mirror of cifar-10-python.tar.gz)")
+    verify_file(archive, CIFAR10_MD5)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(root, filter="data")
+
+
+def _looks_like_network_error(error: BaseException) -> bool:
+    import urllib.error
+
+    text = str(error).lower()
+    return isinstance(error, (urllib.error.URLError, socket.timeout, ConnectionError)) or any(
+        word in text for word in ("urlopen", "name or service", "network", "timed out", "connection", "download")
+    )
+
+
+def shapes_standin(train: bool = True, n: int | None = None, seed: int | None = None) -> ImageData:
+    """Procedural 32×32 colour images of ten shape classes: the offline CIFAR-10 stand-in.
+
+    The class is the shape alone; colours, sizes, positions, rotations, stripe textures and background
+    gradients are random, so a representation must learn shape (and ignore colour) to separate them.
+    10,000 train / 2,000 test, balanced, deterministic.
+    """
+    n = n or (10_000 if train else 2_000)
+    seed = seed if seed is not None else (0 if train else 1)
+    cache = config.data_dir() / "standins" / f"shapes10-v1-n{n}-seed{seed}.npz"
+    try:  # drawing takes seconds; the result is deterministic, so keep it
+        with np.load(cache) as saved:
+            images, labels = saved["images"], saved["labels"]
+    except (OSError, ValueError, KeyError):  # missing or damaged: draw it again
+        rng = np.random.default_rng(seed)
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        images = np.concatenate([_draw_shapes(labels[i:i + 1000], rng) for i in range(0, n, 1000)])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, cache)
+    return ImageData(torch.from_numpy(images), torch.from_numpy(labels).long(), SHAPES_CLASSES,
+                     "Shapes-10 (CIFAR-10 stand-in)", True)
+
+
+# One implicit function per class: (u, v, r) -> inside? in the shape's own rotated, scaled frame.
+_SHAPES = [
+    lambda u, v, r: r < 0.95,                                                         # circle
+    lambda u, v, r: np.maximum(abs(u), abs(v)) < 0.75,                                # square
+    lambda u, v, r: (v < 0.7) & (v > 1.7 * abs(u) - 0.9),                             # triangle
+    lambda u, v, r: abs(u) + abs(v) < 0.95,                                           # diamond
+    lambda u, v, r: (r < 0.95) & (r > 0.6),                                           # ring
+    lambda u, v, r: ((abs(u) < 0.28) | (abs(v) < 0.28)) & (np.maximum(abs(u), abs(v)) < 0.95),  # cross
+    lambda u, v, r: r < 0.55 + 0.4 * np.cos(5 * np.arctan2(v, u)),                    # star
+    lambda u, v, r: (r < 0.95) & (np.hypot(u - 0.5, v) > 0.75),                       # crescent
+    lambda u, v, r: (abs(u) < 0.95) & (abs(v) < 0.3),                                 # bar
+    lambda u, v, r: np.min([np.hypot(u - a, v - b) for a, b in ((0, -0.6), (-0.55, 0.4), (0.55, 0.4))],
+                           axis=0) < 0.33,                                            # dots
+]
+
+
+def _draw_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = 32, supersample: int = 2) -> np.ndarray:
+    n, s = len(labels), size * supersample
+    grid = (np.arange(s) + 0.5) / s * 2 - 1  # pixel centres in [-1, 1]
+    y, x = np.meshgrid(grid, grid, indexing="ij")
+    scale = rng.uniform(0.45, 0.8, (n, 1, 1))
+    cx, cy = (rng.uniform(-1, 1, (2, n, 1, 1)) * (1 - scale) * 0.9)
+    angle = rng.uniform(-0.35, 0.35, (n, 1, 1))  # ±20°: enough variety, a square never becomes a diamond
+    u = (np.cos(angle) * (x - cx) + np.sin(angle) * (y - cy)) / scale
+    v = (-np.sin(angle) * (x - cx) + np.cos(angle) * (y - cy)) / scale
+    shape = np.zeros((n, s, s), dtype=np.float32)
+    for c, inside in enumerate(_SHAPES):  # only the images of class c are tested against shape c
+        idx = labels == c
+        shape[idx] = inside(u[idx], v[idx], np.hypot(u[idx], v[idx]))
+    fg = rng.uniform(0, 1, (n, 3, 1, 1))
+    bg = (fg + rng.uniform(0.3, 0.7, (n, 3, 1, 1))) % 1.0  # every channel differs by 0.3 or more
+    stripes = rng.random((n, 1, 1, 1)) < 0.4  # some shapes are striped
+    freq, tilt = rng.uniform(3, 8, (n, 1, 1, 1)), rng.uniform(0, np.pi, (n, 1, 1, 1))
+    texture = np.where(stripes, 0.75 + 0.25 * np.sign(np.sin(freq * np.pi * (np.cos(tilt) * x + np.sin(tilt) * y))), 1)
+    gradient = 0.7 + 0.3 * (rng.uniform(-1, 1, (n, 1, 1, 1)) * x + rng.uniform(-1, 1, (n, 1, 1, 1)) * y)
+    image = shape[:, None] * fg * texture + (1 - shape[:, None]) * bg * gradient
+    image = image.reshape(n, 3, size, supersample, size, supersample).mean(axis=(3, 5))  # anti-alias
+    image += rng.normal(0, 0.03, image.shape)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
