@@ -1,0 +1,18 @@
+"""Shared test set-up: every test runs with its own course home, so nothing touches ~/.cache."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(autouse=True)
+def isolated_course_home(tmp_path_factory, monkeypatch):
+    """A per-session course home (stand-in caches are shared between tests; checkpoints are not)."""
+    home = tmp_path_factory.getbasetemp() / "course-home"
+    monkeypatch.setenv("COURSE_HOME", str(home))
+    monkeypatch.delenv("COURSE_DATA", raising=False)
+    monkeypatch.delenv("COURSE_CHECKPOINTS", raising=False)
+    return home

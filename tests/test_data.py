@@ -1,0 +1,171 @@
+"""The data layer: real data when it can be had, announced stand-ins when not, clear errors on bad files."""
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import config, data
+
+SMOKE = config.get_profile("smoke")
+
+
+@pytest.fixture(scope="module")
+def mnist_standin():
+    return data.mnist_standin(True), data.mnist_standin(False)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return data.shapes_standin(True, n=3000), data.shapes_standin(False, n=1000)
+
+
+def test_mnist_standin_looks_like_mnist(mnist_standin):
+    train, test = mnist_standin
+    for d in (train, test):
+        assert d.images.dtype == torch.uint8 and d.images.shape[1:] == (1, 28, 28)
+        assert d.labels.dtype == torch.int64 and set(d.labels.tolist()) == set(range(10))
+        assert d.is_standin and "stand-in" in d.name and d.classes == [str(i) for i in range(10)]
+        assert int(d.images.max()) == 255 and int(d.images.min()) == 0
+    assert len(train) == 1437 and len(test) == 360
+    # MNIST keeps a 4-pixel empty border around each digit's 20×20 box.
+    assert int(train.images[:, :, :4].max()) == 0 and int(train.images[:, :, :, -4:].max()) == 0
+
+
+def test_mnist_standin_train_and_test_are_disjoint(mnist_standin):
+    train, test = mnist_standin
+    train_rows = {bytes(x.numpy()) for x in train.images}
+    assert not any(bytes(x.numpy()) in train_rows for x in test.images)
+
+
+def test_shapes_standin_is_balanced_coloured_and_deterministic(shapes):
+    train, _ = shapes
+    assert train.images.shape == (3000, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert torch.bincount(train.labels).tolist() == [300] * 10
+    assert train.is_standin and "stand-in" in train.name and len(train.classes) == 10
+    again = data.shapes_standin(True, n=3000)
+    assert torch.equal(again.images, train.images) and torch.equal(again.labels, train.labels)
+    # Colour is random, so it carries no label: the mean colour of every class is about the same.
+    means = torch.stack([train.images[train.labels == c].float().mean((0, 2, 3)) for c in range(10)])
+    assert float(means.std(0).max()) < 12
+
+
+def test_a_damaged_standin_cache_is_redrawn(shapes):
+    cache = config.data_dir() / "standins" / "shapes10-v1-n3000-seed0.npz"
+    cache.write_bytes(b"not an npz file")
+    assert torch.equal(data.shapes_standin(True, n=3000).images, shapes[0].images)
+
+
+def test_linear_classifier_on_mnist_standin_pixels_is_far_above_chance(mnist_standin):
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = mnist_standin
+    flat = lambda d: d.images.reshape(len(d), -1).float().numpy() / 255
+    clf = LogisticRegression(max_iter=500).fit(flat(train), train.labels.numpy())
+    assert clf.score(flat(test), test.labels.numpy()) > 0.85  # chance is 0.10
+
+
+def test_shapes_carry_their_class_in_the_shape_not_the_colour(shapes):
+    """A linear classifier on each image's foreground mask (colour removed) is far above chance."""
+    from sklearn.linear_model import LogisticRegression
+
+    def foreground(d):
+        x = d.images.float() / 255
+        border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2).median(2).values
+        return ((x - border[:, :, None, None]).abs().sum(1) > 0.4).reshape(len(d), -1).float().numpy()
+
+    train, test = shapes
+    clf = LogisticRegression(max_iter=300, C=0.1).fit(foreground(train), train.labels.numpy())
+    assert clf.score(foreground(test), test.labels.numpy()) > 0.3  # chance is 0.10
+
+
+def test_smoke_profile_returns_announced_standins():
+    with pytest.warns(data.StandInDataWarning, match="smoke profile never uses the network"):
+        mnist = data.load_mnist(train=True, profile=SMOKE)
+    with pytest.warns(data.StandInDataWarning, match="real data"):
+        cifar = data.load_cifar10(train=False, profile=SMOKE)
+    assert mnist.is_standin and cifar.is_standin
+    assert cifar.images.shape[1:] == (3, 32, 32) and cifar.classes == data.SHAPES_CLASSES
+
+
+def test_no_network_falls_back_to_standin_with_the_reason(monkeypatch):
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", offline)
+    with pytest.warns(data.StandInDataWarning, match="could not be downloaded"):
+        cifar = data.load_cifar10(train=True, profile=config.get_profile("cpu"))
+    assert cifar.is_standin
+
+
+def test_truncated_mnist_archive_names_the_file_and_the_fix(monkeypatch, tmp_path):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    raw = config.data_dir() / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    filename, _ = MNIST.resources[0]
+    truncated = gzip.compress(bytes(range(256)) * 40)[:100]  # a download cut short
+    (raw / filename).write_bytes(truncated)
+    with pytest.raises(data.CorruptDataError) as error:
+        data.load_mnist(train=True, profile=config.get_profile("cpu"))
+    message = str(error.value)
+    assert str(raw / filename) in message and "Delete it" in message and "100 bytes" in message
+
+
+def test_corrupted_cifar_batch_names_the_file(monkeypatch, tmp_path):
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    folder = config.data_dir() / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    for name, _ in CIFAR10.test_list:
+        (folder / name).write_bytes(b"garbage")
+    with pytest.raises(data.CorruptDataError, match="test_batch"):
+        data.load_cifar10(train=False, profile=config.get_profile("cpu"))
+
+
+def test_verify_file_accepts_the_right_checksum(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"hello")
+    data.verify_file(path, "5d41402abc4b2a76b9719d911017c592")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        data.verify_file(tmp_path / "nope.bin", "0" * 32)
+
+
+def test_take_is_class_balanced_and_seeded(mnist_standin):
+    train, _ = mnist_standin
+    subset = train.take(200, seed=1)
+    assert len(subset) == 200
+    counts = torch.bincount(subset.labels, minlength=10)
+    assert int(counts.max() - counts.min()) <= 2
+    assert torch.equal(train.take(200, seed=1).images, subset.images)
+    assert not torch.equal(train.take(200, seed=2).labels, subset.labels)
+    assert train.take(None) is train and train.take(10**6) is train
+
+
+def test_balanced_subset_has_exactly_k_per_class(mnist_standin):
+    train, _ = mnist_standin
+    subset = data.balanced_subset(train, 10, seed=0)
+    assert torch.bincount(subset.labels).tolist() == [10] * 10
+    with pytest.raises(ValueError, match="smallest class"):
+        data.balanced_subset(train, 10_000)
+    with pytest.raises(ValueError, match="positive"):
+        data.balanced_subset(train, 0)
+
+
+def test_to_device_keeps_everything_else(mnist_standin):
+    train, _ = mnist_standin
+    moved = train.to("cpu")
+    assert moved.name == train.name and moved.is_standin and moved.images.device.type == "cpu"
+    assert "stand-in" in repr(moved)
+
+
+def test_imagedata_refuses_wrong_dtypes():
+    with pytest.raises(ValueError, match="uint8"):
+        data.ImageData(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), ["a"], "x", False)
+    with pytest.raises(ValueError, match="labels"):
+        data.ImageData(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), ["a"], "x", False)

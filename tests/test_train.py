@@ -1,0 +1,213 @@
+"""The pretraining loop, checkpoint/resume, and the optimizer recipes, on a tiny synthetic data set."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+
+from course_utils.models import ProjectionHead, SimCLRModel, SmallCNN
+from course_utils.train import LARS, load_checkpoint, pretrain, simclr_optimizer, warmup_cosine
+
+torch.set_num_threads(2)
+SIZE, N, BATCH = 16, 256, 64
+
+
+def toy_images(n=N, seed=0):
+    """uint8 n×1×16×16: a bright blob on the left (class 0) or on the right (class 1), plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    cx = torch.where(labels == 1, 11.0, 4.0) + torch.rand(n, generator=g) * 2 - 1
+    cy = 8.0 + torch.rand(n, generator=g) * 6 - 3
+    blob = torch.exp(-((xx - cx[:, None, None]) ** 2 + (yy - cy[:, None, None]) ** 2) / 6.0)
+    img = blob + 0.15 * torch.rand(n, SIZE, SIZE, generator=g)
+    return (img.clamp(0, 1) * 255).to(torch.uint8)[:, None], labels
+
+
+def toy_augment(x, generator=None):
+    """Random shift by up to 2 pixels (pad and crop) plus Gaussian noise, per sample."""
+    x = x.float() / 255
+    n, pad = len(x), F.pad(x, (2, 2, 2, 2))
+    dx = torch.randint(0, 5, (n,), generator=generator)
+    dy = torch.randint(0, 5, (n,), generator=generator)
+    out = torch.stack([pad[i, :, dy[i] : dy[i] + SIZE, dx[i] : dx[i] + SIZE] for i in range(n)])
+    return (out + 0.1 * torch.randn(out.shape, generator=generator)).clamp(0, 1)
+
+
+def reference_nt_xent(z1, z2, temperature=0.5):
+    """A plain NT-Xent, so these tests do not depend on course_utils.losses."""
+    u = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = (u @ u.T / temperature).fill_diagonal_(float("-inf"))
+    n = len(z1)
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return F.cross_entropy(sim, targets)
+
+
+def make_run(epochs=3, seed=0, recipe="adam", lr=3e-3):
+    torch.manual_seed(seed)
+    model = SimCLRModel(SmallCNN(feature_dim=16, width=8, convs_per_stage=1), ProjectionHead(16, 32, 16))
+    opt, sched = simclr_optimizer(model, batch_size=BATCH, epochs=epochs, steps_per_epoch=N // BATCH,
+                                  warmup_epochs=1, recipe=recipe, lr=lr)  # fmt: skip
+    return model, opt, sched
+
+
+def run(model, opt, sched, images, epochs=3, **kw):
+    kw = {"temperature": 0.5, "progress": False, "loss_fn": reference_nt_xent, **kw}
+    return pretrain(model, images, toy_augment, epochs=epochs, batch_size=BATCH, optimizer=opt, scheduler=sched, **kw)
+
+
+def features(model, images):
+    model.eval()
+    with torch.no_grad():
+        return model(images)[0].numpy()
+
+
+def test_pretraining_lowers_the_loss_and_learns_linearly_separable_features():
+    images, labels = toy_images()
+    model, opt, sched = make_run(epochs=6)
+    history = run(model, opt, sched, images, epochs=6)
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
+    assert set(history[0]) >= {"epoch", "loss", "lr", "images_per_s", "seconds"}
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert all(row["images_per_s"] > 0 and math.isfinite(row["loss"]) for row in history)
+    test_images, test_labels = toy_images(200, seed=1)
+    probe = LogisticRegression(max_iter=2000).fit(features(model, images), labels.numpy())
+    accuracy = probe.score(features(model, test_images), test_labels.numpy())
+    assert accuracy > 0.9  # chance is 0.5
+
+
+def test_default_loss_is_course_utils_nt_xent_and_augment_without_generator_works(capsys):
+    pytest.importorskip("course_utils.losses")
+    images, _ = toy_images(128)
+    model, opt, sched = make_run(epochs=1)
+    calls = []
+
+    def plain_augment(x):  # no generator= keyword: falls back to the global RNG
+        calls.append(len(x))
+        return toy_augment(x)
+
+    history = pretrain(model, images, plain_augment, epochs=1, batch_size=BATCH, optimizer=opt,
+                       monitor=lambda m: 0.75, progress=False)  # fmt: skip
+    assert calls == [BATCH] * 4  # 2 steps × 2 views
+    assert 0 < history[0]["loss"] < math.log(2 * BATCH)
+    assert history[0]["knn_acc"] == 0.75
+
+
+def test_monitor_runs_every_k_epochs_and_at_the_end():
+    images, _ = toy_images(128)
+    model, opt, sched = make_run(epochs=3)
+    seen = []
+    history = run(model, opt, sched, images, epochs=3, monitor=lambda m: seen.append(m.training) or 0.5,
+                  monitor_every=2)  # fmt: skip
+    assert ["knn_acc" in row for row in history] == [False, True, True]
+    assert seen == [False, False]  # the monitor sees the model in eval mode
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_gives_exactly_the_uninterrupted_weights(tmp_path, capsys):
+    images, _ = toy_images()
+    model_a, opt_a, sched_a = make_run()
+    history_a = run(model_a, opt_a, sched_a, images, monitor=lambda m: 0.5)
+
+    def crash_in_epoch_2(model):  # called after epoch 2's steps, before its checkpoint
+        if len(calls) == 1:
+            raise Crash
+        calls.append(1)
+        return 0.5
+
+    calls, ckpt = [], tmp_path / "run.pt"
+    model_b, opt_b, sched_b = make_run()
+    with pytest.raises(Crash):
+        run(model_b, opt_b, sched_b, images, checkpoint_path=ckpt, monitor=crash_in_epoch_2)
+    assert load_checkpoint(ckpt, make_run()[0])["epoch"] == 1  # the crash lost one epoch only
+    torch.manual_seed(123)  # a fresh process: different global RNG state, fresh objects
+    model_c, opt_c, sched_c = make_run(seed=7)
+    history_c = run(model_c, opt_c, sched_c, images, checkpoint_path=ckpt, monitor=lambda m: 0.5)
+    assert f"resumed from {ckpt} at epoch 1/3" in capsys.readouterr().out
+    assert [r["loss"] for r in history_c] == [r["loss"] for r in history_a]
+    assert [r["lr"] for r in history_c] == [r["lr"] for r in history_a]
+    for (name, a), c in zip(model_a.state_dict().items(), model_c.state_dict().values()):
+        assert torch.equal(a, c), name
+
+    # The checkpoint is now complete: a rerun returns its history and loads the weights, no training.
+    model_d, opt_d, sched_d = make_run(seed=9)
+    history_d = pretrain(model_d, images, lambda *a, **k: pytest.fail("trained again"), epochs=3,
+                         batch_size=BATCH, optimizer=opt_d, scheduler=sched_d, checkpoint_path=ckpt,
+                         progress=False)  # fmt: skip
+    assert [r["loss"] for r in history_d] == [r["loss"] for r in history_a]
+    assert all(torch.equal(a, d) for a, d in zip(model_a.state_dict().values(), model_d.state_dict().values()))
+
+
+def test_a_truncated_checkpoint_gives_an_error_naming_the_file(tmp_path):
+    images, _ = toy_images(128)
+    ckpt = tmp_path / "truncated.pt"
+    model, opt, sched = make_run(epochs=1)
+    run(model, opt, sched, images, epochs=1, checkpoint_path=ckpt)
+    assert not Path(str(ckpt) + ".tmp").exists()  # written atomically
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    model, opt, sched = make_run(epochs=2)
+    with pytest.raises(RuntimeError, match="truncated.pt") as err:
+        run(model, opt, sched, images, epochs=2, checkpoint_path=ckpt)
+    assert "Delete it" in str(err.value)
+
+
+def test_bad_inputs_are_refused_with_clear_errors():
+    model, opt, sched = make_run()
+    images, _ = toy_images(128)
+    with pytest.raises(TypeError, match="uint8"):
+        run(model, opt, sched, images.float())
+    with pytest.raises(ValueError, match="batch_size"):
+        pretrain(model, images[:10], toy_augment, epochs=1, batch_size=BATCH, optimizer=opt, progress=False)
+    with pytest.raises(ValueError, match="recipe"):
+        simclr_optimizer(model, batch_size=8, epochs=1, steps_per_epoch=1, warmup_epochs=0, recipe="sgd")
+
+
+def test_schedule_warms_up_linearly_then_decays_to_zero():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    opt, sched = simclr_optimizer(model, batch_size=512, epochs=5, steps_per_epoch=10, warmup_epochs=1)
+    peak = 0.4 * 512 / 256
+    lrs = []
+    for _ in range(50):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(peak / 10)
+    assert lrs[9] == pytest.approx(peak)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))  # warm-up: increasing
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))  # cosine: decreasing
+    assert lrs[-1] < 0.01 * peak and opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(5, 0, 10) == pytest.approx(0.5)
+
+
+def test_lars_excludes_biases_and_batch_norm_from_weight_decay_and_adaptation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    opt, _ = simclr_optimizer(model, batch_size=256, epochs=1, steps_per_epoch=1, warmup_epochs=0)
+    assert isinstance(opt, LARS)
+    decayed, excluded = opt.param_groups
+    assert all(p.ndim > 1 for p in decayed["params"]) and decayed["weight_decay"] == 1e-4 and decayed["lars"]
+    assert all(p.ndim == 1 for p in excluded["params"]) and excluded["weight_decay"] == 0 and not excluded["lars"]
+    assert len(excluded["params"]) == 4  # conv bias, BN weight and bias, linear bias
+
+    # With zero gradients only weight decay moves the parameters: weights shrink, 1-D ones stay.
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for p, b in zip(model.parameters(), before):
+        assert torch.equal(p, b) == (p.ndim == 1)
+
+    # A huge gradient moves a weight by at most eta = 2% of its norm (the trust ratio).
+    w = nn.Parameter(torch.randn(10, 10))
+    lars = LARS([w], lr=1.0, weight_decay=0.0, eta=0.02)
+    w.grad = 1e6 * torch.randn(10, 10)
+    w0 = w.detach().clone()
+    lars.step()
+    assert (w.detach() - w0).norm() / w0.norm() == pytest.approx(0.02, rel=1e-3)
