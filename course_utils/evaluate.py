@@ -1,0 +1,250 @@
+"""Evaluating frozen representations: features, linear probe, kNN monitor, clustering metrics.
+
+    feats = extract_features(model.encoder, data.images)        # N×D float32 on the CPU
+    result = linear_probe(train_feats, train_labels, test_feats, test_labels)
+    result.accuracy, result.weight_decay                       # test accuracy, L2 chosen on training data
+    knn_accuracy(train_feats, train_labels, test_feats, test_labels, k=200, temperature=0.1)
+    cluster_accuracy(y_true, kmeans_ids)                        # Hungarian matching of clusters to labels
+
+The linear probe follows the linear evaluation protocol of SimCLR (Chen et al. 2020, §B.6 / Kolesnikov
+et al. 2019): a softmax regression on frozen features, its L2 strength chosen on a validation split of the
+*training* data, then refit on all training data. The test set is used once, at the very end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import config
+
+DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+MIN_VAL_PER_CLASS = 20  # fewer hold-out examples of a class than this: use k-fold cross-validation
+
+
+def _as_tensor(x, dtype=None) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return t if dtype is None else t.to(dtype)
+
+
+def _as_numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+# --- Features ------------------------------------------------------------------------------------
+
+@torch.no_grad()  # not inference_mode: its tensors could not be used to train a probe afterwards
+def extract_features(encoder: torch.nn.Module, images, *, batch_size: int = 512, device=None) -> torch.Tensor:
+    """Run a frozen ``encoder`` over ``images`` (N×C×H×W, uint8 or float in [0, 1]) in batches.
+
+    Returns an N×D float32 tensor on the CPU. The encoder runs in eval mode (batch norm uses its running
+    statistics) and is put back in the mode it was in. ``device`` defaults to the encoder's device; each
+    batch is moved there just before it is used, so the data set may stay on the CPU.
+    Pass the backbone f (e.g. ``model.encoder``), not the projection head g: SimCLR evaluates h = f(x).
+    """
+    images = getattr(images, "images", images)  # also accept an ImageData
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise TypeError(f"images must be an N×C×H×W tensor, got {type(images).__name__} "
+                        f"{tuple(getattr(images, 'shape', ()))}")
+    if device is None:
+        first = next(encoder.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device, non_blocking=True)
+            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+            h = encoder(x)
+            if isinstance(h, (tuple, list)):
+                raise TypeError("the encoder returned a tuple; pass the backbone alone (e.g. model.encoder)")
+            chunks.append(h.reshape(len(x), -1).float().cpu())
+        return torch.cat(chunks) if chunks else torch.empty(0, 0)
+    finally:
+        encoder.train(was_training)
+
+
+# --- Linear probe --------------------------------------------------------------------------------
+
+@dataclass
+class ProbeResult:
+    accuracy: float  # on the test set
+    val_accuracy: float  # of the chosen weight decay, on held-out training data (NaN when not selected)
+    weight_decay: float  # the chosen L2 strength
+    predictions: np.ndarray  # test predictions, int64, N_test
+    per_class_accuracy: np.ndarray  # test accuracy of each class (NaN for a class absent from the test set)
+    val_scores: dict = field(default_factory=dict)  # weight decay -> mean validation accuracy
+    selection: str = ""  # how the weight decay was chosen, e.g. "5-fold CV" or "hold-out 20%"
+
+    def __repr__(self) -> str:
+        return (f"ProbeResult(accuracy={self.accuracy:.4f}, val_accuracy={self.val_accuracy:.4f}, "
+                f"weight_decay={self.weight_decay:g}, selection={self.selection!r})")
+
+
+def _fit_softmax(x, y, n_classes, weight_decay, iters):
+    """Full-batch L-BFGS on mean cross-entropy + weight_decay/2·||W||² (bias not decayed). Convex: start at 0."""
+    w = torch.zeros(n_classes, x.shape[1], device=x.device, requires_grad=True)
+    b = torch.zeros(n_classes, device=x.device, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iters, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-6, tolerance_change=1e-9)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w.T + b, y) + 0.5 * weight_decay * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def _predict(x, w, b):
+    return (x @ w.T + b).argmax(1)
+
+
+def _splits(y: np.ndarray, val_fraction: float, seed: int):
+    """Stratified hold-out split, or stratified k-fold when the hold-out would hold too few of a class."""
+    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+
+    smallest = int(np.bincount(y)[np.unique(y)].min())
+    if smallest * val_fraction >= MIN_VAL_PER_CLASS:
+        split = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+        return list(split.split(np.zeros(len(y)), y)), f"hold-out {val_fraction:.0%}"
+    if smallest < 2:
+        raise ValueError(f"a class has only {smallest} training example: choosing the weight decay needs at "
+                         "least 2 per class. Give more labels, or fix it with weight_decays=(value,).")
+    folds = min(5, smallest)
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(split.split(np.zeros(len(y)), y)), f"{folds}-fold CV"
+
+
+def linear_probe(train_features, train_labels, test_features, test_labels, *, val_fraction: float = 0.2,
+                 weight_decays=DEFAULT_WEIGHT_DECAYS, epochs: int = 100, seed: int = 0,
+                 device=None) -> ProbeResult:
+    """Linear evaluation: softmax regression on standardised frozen features (N×D arrays or tensors).
+
+    1. Standardise every feature with the mean/std of the training features only.
+    2. For each L2 strength in ``weight_decays``, fit on part of the training data and score the rest:
+       a stratified hold-out of ``val_fraction``, or stratified k-fold (k = min(5, smallest class)) when
+       the hold-out would hold fewer than 20 examples of a class (small label budgets, e.g. 10 per class).
+       Ties go to the stronger regularisation.
+    3. Refit on all training data with the best strength; predict the test set once.
+    ``epochs`` is the number of full-batch L-BFGS iterations (each one pass over the data). ``seed``
+    fixes the splits; the fit itself is deterministic (a convex problem started at zero).
+    """
+    device = torch.device(device) if device is not None else config.get_device()
+    x_train = _as_tensor(train_features, torch.float32).to(device).reshape(len(train_features), -1)
+    x_test = _as_tensor(test_features, torch.float32).to(device).reshape(len(test_features), -1)
+    y_train_np = _as_numpy(train_labels).astype(np.int64).ravel()
+    y_test_np = _as_numpy(test_labels).astype(np.int64).ravel()
+    if len(x_train) != len(y_train_np) or len(x_test) != len(y_test_np):
+        raise ValueError(f"features and labels differ in length: train {len(x_train)} vs {len(y_train_np)}, "
+                         f"test {len(x_test)} vs {len(y_test_np)}")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise ValueError(f"train features have {x_train.shape[1]} dimensions, test features {x_test.shape[1]}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    weight_decays = sorted((float(wd) for wd in weight_decays), reverse=True)  # strongest first
+    if not weight_decays:
+        raise ValueError("weight_decays is empty: give at least one L2 strength, e.g. (1e-4,)")
+
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)  # training split only
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    y_train = torch.as_tensor(y_train_np, device=device)
+    n_classes = int(max(y_train_np.max(), y_test_np.max(initial=0))) + 1
+
+    val_scores, selection = {}, "not selected (one weight decay given)"
+    if len(weight_decays) > 1:
+        splits, selection = _splits(y_train_np, val_fraction, seed)
+        for wd in weight_decays:
+            accs = []
+            for fit_idx, val_idx in splits:
+                fit_idx, val_idx = torch.as_tensor(fit_idx, device=device), torch.as_tensor(val_idx, device=device)
+                w, b = _fit_softmax(x_train[fit_idx], y_train[fit_idx], n_classes, wd, epochs)
+                accs.append((_predict(x_train[val_idx], w, b) == y_train[val_idx]).float().mean().item())
+            val_scores[wd] = float(np.mean(accs))
+    chosen = max(weight_decays, key=lambda wd: val_scores.get(wd, 0.0))  # max() keeps the first (strongest) tie
+
+    w, b = _fit_softmax(x_train, y_train, n_classes, chosen, epochs)
+    predictions = _predict(x_test, w, b).cpu().numpy()
+    correct = predictions == y_test_np
+    per_class = np.array([correct[y_test_np == c].mean() if (y_test_np == c).any() else np.nan
+                          for c in range(n_classes)])
+    return ProbeResult(accuracy=float(correct.mean()), val_accuracy=val_scores.get(chosen, float("nan")),
+                       weight_decay=chosen, predictions=predictions, per_class_accuracy=per_class,
+                       val_scores=val_scores, selection=selection)
+
+
+# --- Weighted kNN (Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric Instance Discrimination")
+
+@torch.no_grad()
+def knn_predict(train_features, train_labels, test_features, *, k: int = 200, temperature: float = 0.1,
+                batch_size: int = 1024) -> torch.Tensor:
+    """Predicted labels (int64, N_test, on the features' device) of the weighted cosine kNN classifier.
+
+    Each test row takes its k most cosine-similar training rows; neighbour j votes for its class with
+    weight exp(s_j / temperature); the class with the largest summed vote wins. Batched over test rows.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    bank = F.normalize(_as_tensor(train_features).float(), dim=1)
+    queries = F.normalize(_as_tensor(test_features).float().to(bank.device), dim=1)
+    labels = _as_tensor(train_labels).long().to(bank.device)
+    n_classes = int(labels.max()) + 1
+    k = min(k, len(bank))
+    predictions = []
+    for start in range(0, len(queries), batch_size):
+        sim = queries[start:start + batch_size] @ bank.T  # B×N_train cosine similarities
+        top_sim, top_idx = sim.topk(k, dim=1)
+        votes = torch.zeros(len(sim), n_classes, device=bank.device)
+        votes.scatter_add_(1, labels[top_idx], (top_sim / temperature).exp())
+        predictions.append(votes.argmax(1))
+    return torch.cat(predictions)
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k: int = 200,
+                 temperature: float = 0.1, batch_size: int = 1024) -> float:
+    """Accuracy in [0, 1] of :func:`knn_predict` (the kNN monitor of solo-learn and lightly)."""
+    predictions = knn_predict(train_features, train_labels, test_features, k=k, temperature=temperature,
+                              batch_size=batch_size)
+    truth = _as_tensor(test_labels).long().to(predictions.device)
+    return (predictions == truth).float().mean().item()
+
+
+# --- Clustering metrics --------------------------------------------------------------------------
+
+def cluster_accuracy(y_true, y_pred) -> float:
+    """Accuracy after the best one-to-one matching of cluster ids to labels (Hungarian algorithm).
+
+    Works with any integer ids and with different numbers of clusters and classes (extra clusters
+    match nothing and count as errors).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    y_true, y_pred = _as_numpy(y_true).ravel(), _as_numpy(y_pred).ravel()
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} entries but y_pred has {len(y_pred)}")
+    if len(y_true) == 0:
+        raise ValueError("cluster_accuracy needs at least one example")
+    _, t = np.unique(y_true, return_inverse=True)
+    _, p = np.unique(y_pred, return_inverse=True)
+    size = max(t.max(), p.max()) + 1
+    counts = np.zeros((size, size), dtype=np.int64)  # counts[cluster, label]
+    np.add.at(counts, (p, t), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / len(y_true))
+
+
+def clustering_scores(y_true, y_pred) -> dict:
+    """{"acc": Hungarian accuracy, "nmi": normalised mutual information, "ari": adjusted Rand index}."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    y_true, y_pred = _as_numpy(y_true).ravel(), _as_numpy(y_pred).ravel()
+    return {"acc": cluster_accuracy(y_true, y_pred),
+            "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
+            "ari": float(adjusted_rand_score(y_true, y_pred))}
