@@ -1,0 +1,294 @@
+"""SimCLR augmentations as batched tensor operations (Chen et al. 2020, arXiv:2002.05709, App. A).
+
+Every sample in a batch gets its own random parameters, and the work runs on whatever device the
+batch is on (the GPU when there is one), so no DataLoader workers are needed:
+
+    geometry  random resized crop + horizontal flip (+ small rotation): ONE ``affine_grid`` +
+              ``grid_sample`` call driven by an N×2×3 matrix per sample;
+    colour    brightness, saturation, hue rotation and grayscale are linear maps of the RGB
+              vector, contrast blends with the mean grey: ONE 3×3 matrix + offset per sample;
+    blur      a per-sample Gaussian, separable, as a grouped convolution.
+
+Input: N×C×H×W, uint8 (0..255) or float in [0, 1], C = 1 or 3. Output: float32 in [0, 1].
+Pass a ``torch.Generator`` (on the batch's device) to make a call reproduce exactly.
+Differences from torchvision, on purpose: the jitter order is fixed (brightness, saturation, hue,
+contrast) rather than shuffled, values are clamped once at the end instead of after each step, and
+hue is a rotation about the grey axis instead of a shift in HSV (an HSV round trip costs more than
+everything else together).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey, as torchvision's rgb_to_grayscale
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """N×C×H×W uint8 or float -> float32 in [0, 1] (uint8 is divided by 255)."""
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor batch N×C×H×W, got {type(batch).__name__}")
+    if batch.ndim != 4 or batch.shape[1] not in (1, 3):
+        raise ValueError(f"expected a batch N×C×H×W with C = 1 or 3, got shape "
+                         f"{tuple(batch.shape)}; for a single image add a batch dimension: "
+                         "x.unsqueeze(0)")
+    if batch.dtype == torch.uint8:
+        return (batch / 255).float()  # true division gives float in one pass
+    if not batch.is_floating_point():
+        raise TypeError(f"expected uint8 or float images, got {batch.dtype}")
+    return batch.float()
+
+
+def _rand(n, lo, hi, generator, device):
+    return torch.rand(n, generator=generator, device=device) * (hi - lo) + lo
+
+
+def _coin(n, p, generator, device):
+    return torch.rand(n, generator=generator, device=device) < p
+
+
+def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``F.affine_grid(theta, [N, C, h, w], align_corners=False)``: N×h×w×2 sampling points.
+
+    Written out because on a CPU the built-in (a batched matmul with inner size 3) costs more than
+    the grid_sample it feeds; broadcasting the two 1-D axes is ~20× faster. Point (u, v) of the
+    output reads the input at theta · (u, v, 1), where u, v are the pixel centres in [-1, 1].
+    """
+    u = (torch.arange(w, device=theta.device) * 2 + 1) / w - 1
+    v = (torch.arange(h, device=theta.device) * 2 + 1) / h - 1
+    t = theta[:, :, :, None, None]  # N×2×3×1×1
+    return (t[:, :, 0] * u + (t[:, :, 1] * v[:, None] + t[:, :, 2])).permute(0, 2, 3, 1)
+
+
+def random_resized_crop(batch, size=None, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p=0.0,
+                        rotation_deg=0.0, padding_mode="border", generator=None):
+    """Crop a random box (area fraction ~ U(scale), log aspect ~ U(log ratio)) as torchvision's
+    RandomResizedCrop, maybe mirror and rotate it, and resize to ``size``: one bilinear resample.
+
+    The box is described in grid_sample's normalised coordinates ([-1, 1] across the image): output
+    point u maps to input point  centre + R(angle) · diag(w, h) · diag(±1, 1) · u  (R is a true
+    rotation for square images, which is where we use it: MNIST).
+    torchvision draws up to 10 boxes and keeps the first that fits; we draw 10 for every sample at
+    once and fall back to the whole image when none fits (torchvision: a centre crop).
+    """
+    x = to_float(batch)
+    n, c, H, W = x.shape
+    oh, ow = (H, W) if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+    dev, tries = x.device, 10
+    area = _rand(n * tries, scale[0], scale[1], generator, dev).view(n, tries)
+    logr = _rand(n * tries, math.log(ratio[0]), math.log(ratio[1]), generator, dev).view(n, tries)
+    w = torch.sqrt(area * torch.exp(logr) * H / W)  # box width as a fraction of the image width
+    h = torch.sqrt(area / torch.exp(logr) * W / H)
+    ok = (w <= 1) & (h <= 1)
+    first = ok.int().argmax(dim=1, keepdim=True)  # index of the first box that fits (0 if none)
+    w = torch.where(ok.any(1), w.gather(1, first)[:, 0], 1.0)
+    h = torch.where(ok.any(1), h.gather(1, first)[:, 0], 1.0)
+    cx = (_rand(n, -1, 1, generator, dev)) * (1 - w)  # the box stays inside the image
+    cy = (_rand(n, -1, 1, generator, dev)) * (1 - h)
+    sign = 1.0 - 2.0 * _coin(n, flip_p, generator, dev).float()
+    angle = _rand(n, -rotation_deg, rotation_deg, generator, dev) * (math.pi / 180)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos * w * sign, -sin * h, cx], 1),
+                         torch.stack([sin * w * sign, cos * h, cy], 1)], 1)  # N×2×3
+    grid = affine_grid(theta, oh, ow)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+
+
+def horizontal_flip(batch, p=0.5, generator=None):
+    """Mirror each image left-right with probability p (no resampling: an exact index flip)."""
+    x = to_float(batch)
+    flip = _coin(x.shape[0], p, generator, x.device).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(3), x)
+
+
+def jitter_matrices(n, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8, gray_p=0.0,
+                    channels=3, generator=None, device="cpu"):
+    """Per-sample colour maps: (M: n×C×C, contrast factor k: n). The image becomes
+    k · (M x) + (1 − k) · mean grey of (M x), which is what ``apply_color`` computes.
+
+    Factors as torchvision's ColorJitter: brightness, contrast, saturation ~ U[max(0, 1−b), 1+b],
+    hue ~ U[−h, h] of a full turn. Brightness is b·I; saturation blends with grey,
+    s·I + (1−s)·1 gᵀ; hue rotates about the grey axis 1/√3; grayscale is 1 gᵀ (g: LUMA weights).
+    All of them keep a grey pixel grey. A sample that loses the jitter coin (probability 1 − p)
+    or the grayscale coin (1 − gray_p) gets the identity for that step.
+    """
+    def factor(s):
+        return _rand(n, max(0.0, 1 - s), 1 + s, generator, device)
+
+    on = _coin(n, p, generator, device)
+    b, k, s = factor(brightness), factor(contrast), factor(saturation)
+    angle = _rand(n, -hue, hue, generator, device) * (2 * math.pi)
+    gray = _coin(n, gray_p, generator, device)
+    b, k, s = torch.where(on, b, 1.0), torch.where(on, k, 1.0), torch.where(on, s, 1.0)
+    if channels == 1:  # only brightness and contrast make sense for one channel
+        return b.view(n, 1, 1), k
+    eye = torch.eye(3, device=device).expand(n, 3, 3)
+    to_grey = torch.ones(3, 1, device=device) * torch.tensor(LUMA, device=device)  # 1 gᵀ
+    # Rodrigues: rotation by `angle` about the unit grey axis a = 1/√3: cos·I + sin·[a]× + (1−cos)·aaᵀ
+    cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], device=device) / math.sqrt(3)
+    angle = torch.where(on, angle, 0.0).view(n, 1, 1)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = cos * eye + sin * cross + (1 - cos) * torch.full((3, 3), 1 / 3, device=device)
+    sat = s.view(n, 1, 1) * eye + (1 - s).view(n, 1, 1) * to_grey
+    m = rot @ sat * b.view(n, 1, 1)
+    m = torch.where(gray.view(n, 1, 1), to_grey @ m, m)  # grayscale after the jitter, as in SimCLR
+    return m, k
+
+
+def apply_color(batch, m, k):
+    """x -> k · (M x) + (1 − k) · mean grey(M x) per sample, clamped to [0, 1]: one baddbmm.
+
+    The mean grey of M x is gᵀ M x̄ (x̄: the per-channel means): one reduction over the input.
+    """
+    x = to_float(batch)
+    n, c = x.shape[:2]
+    g = torch.tensor(LUMA, device=x.device)[:, None] if c == 3 else x.new_ones(1, 1)
+    mean_grey = (g.T @ m @ x.mean(dim=(2, 3))[..., None]).view(n)  # gᵀ M x̄
+    a = m * k.view(n, 1, 1)
+    offset = ((1 - k) * mean_grey).view(n, 1, 1)
+    y = torch.baddbmm(offset, a, x.reshape(n, c, -1))  # offset + A x for every pixel, per sample
+    return y.view(x.shape).clamp_(0, 1)
+
+
+def color_jitter(batch, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8,
+                 generator=None):
+    """Colour jitter with probability p per sample (see ``jitter_matrices``)."""
+    x = to_float(batch)
+    m, k = jitter_matrices(x.shape[0], brightness, contrast, saturation, hue, p, 0.0, x.shape[1],
+                           generator, x.device)
+    return apply_color(x, m, k)
+
+
+def random_grayscale(batch, p=0.2, generator=None):
+    """Replace each RGB image by its grey version (3 equal channels) with probability p."""
+    x = to_float(batch)
+    m, k = jitter_matrices(x.shape[0], 0, 0, 0, 0, 0.0, p, x.shape[1], generator, x.device)
+    return apply_color(x, m, k)
+
+
+def gaussian_blur(batch, p=0.5, sigma=(0.1, 2.0), kernel_size=None, generator=None):
+    """Gaussian blur with probability p and sigma ~ U(sigma) per sample: a separable grouped conv.
+
+    kernel_size defaults to 10% of the image side, made odd (SimCLR App. A).
+    """
+    x = to_float(batch)
+    n, c, H, W = x.shape
+    ks = kernel_size or max(3, int(0.1 * H) // 2 * 2 + 1)
+    on = _coin(n, p, generator, x.device)
+    sig = _rand(n, sigma[0], sigma[1], generator, x.device)
+    t = torch.arange(ks, device=x.device) - ks // 2
+    kern = torch.exp(-0.5 * (t / sig[:, None]) ** 2)
+    kern = kern / kern.sum(1, keepdim=True)
+    kern = torch.where(on[:, None], kern, (t == 0).float())  # identity kernel when the coin says no
+    kern = kern.repeat_interleave(c, 0)  # one kernel per (sample, channel) group
+    y = F.pad(x.reshape(1, n * c, H, W), [ks // 2] * 4, mode="reflect")
+    y = F.conv2d(y, kern.view(n * c, 1, 1, ks), groups=n * c)
+    y = F.conv2d(y, kern.view(n * c, 1, ks, 1), groups=n * c)
+    return y.view(n, c, H, W).clamp_(0, 1)  # float rounding can leave 1 + 1e-7
+
+
+class SimCLRAugment:
+    """The SimCLR view generator: crop+flip(+rotate) -> colour jitter -> grayscale -> blur -> noise.
+
+    >>> aug = cifar10_augment(); views = aug(images)   # N×3×32×32 uint8 -> float32 in [0, 1]
+    """
+
+    def __init__(self, size=None, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5,
+                 jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=0.0,
+                 blur_sigma=(0.1, 2.0), rotation_deg=0.0, noise_std=0.0, padding_mode="border"):
+        if not (0 < crop_scale[0] <= crop_scale[1] <= 1):
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale}")
+        probs = {"flip_p": flip_p, "jitter_p": jitter_p, "gray_p": gray_p, "blur_p": blur_p}
+        for name, prob in probs.items():
+            if not 0 <= prob <= 1:
+                raise ValueError(f"{name} is a probability and must be in [0, 1], got {prob}")
+        self.size, self.crop_scale, self.crop_ratio = size, tuple(crop_scale), tuple(crop_ratio)
+        self.flip_p = flip_p
+        self.jitter, self.jitter_p, self.gray_p = tuple(jitter), jitter_p, gray_p
+        self.blur_p, self.blur_sigma, self.rotation_deg = blur_p, blur_sigma, rotation_deg
+        self.noise_std, self.padding_mode = noise_std, padding_mode
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None):
+        """N×C×H×W uint8 or float in [0, 1] -> N×C×size×size float32 in [0, 1], new views."""
+        x = random_resized_crop(batch, self.size, self.crop_scale, self.crop_ratio, self.flip_p,
+                                self.rotation_deg, self.padding_mode, generator)
+        if self.jitter_p > 0 or self.gray_p > 0:
+            m, k = jitter_matrices(x.shape[0], *self.jitter, self.jitter_p, self.gray_p, x.shape[1],
+                                   generator, x.device)
+            x = apply_color(x, m, k)
+        if self.blur_p > 0:
+            x = gaussian_blur(x, self.blur_p, self.blur_sigma, generator=generator)
+        if self.noise_std > 0:
+            noise = torch.randn(x.shape, generator=generator, device=x.device)
+            x = (x + self.noise_std * noise).clamp_(0, 1)
+        return x
+
+    def __repr__(self):
+        return f"SimCLRAugment({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+def cifar10_augment(strength: float = 0.5) -> SimCLRAugment:
+    """SimCLR's CIFAR-10 recipe (Chen et al. 2020, App. B.9; google-research/simclr's CIFAR-10
+    command ``--color_jitter_strength=0.5 --use_blur=False``; solo-learn: same crop, flip, grey).
+
+    Crop scale (0.08, 1), aspect (3/4, 4/3), flip 0.5, grayscale 0.2. Colour jitter of strength s
+    is (0.8s, 0.8s, 0.8s, 0.2s) for brightness, contrast, saturation, hue, applied with p = 0.8;
+    s = 0.5 (google-research/simclr's CIFAR-10 setting) gives torchvision's familiar
+    (0.4, 0.4, 0.4, 0.1); solo-learn uses s = 1. No blur: at 32×32 a blur removes most of what
+    little detail there is. "border" padding: the crop box never leaves the image, so padding only
+    decides bilinear taps a fraction of a pixel outside it; repeating the edge avoids dark seams.
+    """
+    s = strength
+    return SimCLRAugment(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5,
+                         jitter=(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s), jitter_p=0.8, gray_p=0.2,
+                         blur_p=0.0, padding_mode="border")
+
+
+def mnist_augment() -> SimCLRAugment:
+    """Views that suit handwritten digits (1×28×28)."""
+    return SimCLRAugment(
+        crop_scale=(0.5, 1.0),  # zoom, but keep half the digit: a 0.08 crop of a 7 is a stroke
+        flip_p=0.0,  # never mirror: a flipped 2, 5 or 7 is a different shape (not the same digit)
+        rotation_deg=15.0,  # people slant digits by about this much; 6 and 9 stay far apart (180°)
+        jitter=(0.4, 0.4, 0.0, 0.0),  # brightness/contrast = ink intensity; one channel: no hue
+        jitter_p=0.8,
+        gray_p=0.0,  # already grey
+        blur_p=0.5, blur_sigma=(0.1, 1.0),  # a little pen-width variation; kernel 3 at 28×28
+        padding_mode="zeros",  # the background is black, so rotated-in corners are background too
+    )
+
+
+def pil_pipeline(dataset: str = "cifar10"):
+    """The same recipe as a per-image torchvision (v1) transform on PIL images, for comparison.
+
+    This is what a DataLoader would run on the CPU, one image at a time.
+    """
+    import torchvision.transforms as T
+
+    recipes = {"cifar10": (cifar10_augment(), 32), "mnist": (mnist_augment(), 28)}
+    if dataset not in recipes:
+        raise ValueError(f"dataset must be one of {sorted(recipes)}, got {dataset!r}")
+    a, side = recipes[dataset]
+    steps = [T.RandomResizedCrop(side, scale=a.crop_scale, ratio=a.crop_ratio)]
+    if a.rotation_deg:
+        steps.append(T.RandomRotation(a.rotation_deg, interpolation=T.InterpolationMode.BILINEAR))
+    if a.flip_p:
+        steps.append(T.RandomHorizontalFlip(a.flip_p))
+    steps.append(T.RandomApply([T.ColorJitter(*a.jitter)], p=a.jitter_p))
+    if a.gray_p:
+        steps.append(T.RandomGrayscale(a.gray_p))
+    if a.blur_p:
+        steps.append(T.RandomApply([T.GaussianBlur(3, sigma=a.blur_sigma)], p=a.blur_p))
+    return T.Compose(steps + [T.ToTensor()])
+
+
+def apply_pil(pipeline, batch: torch.Tensor) -> torch.Tensor:
+    """Run a per-image PIL pipeline over a batch N×C×H×W, one image at a time, and stack."""
+    import torchvision.transforms.functional as TF
+
+    if batch.dtype != torch.uint8:
+        batch = (to_float(batch) * 255).round().to(torch.uint8)
+    return torch.stack([pipeline(TF.to_pil_image(img)) for img in batch.cpu()])
