@@ -52,7 +52,7 @@ def test_shapes_standin_is_balanced_coloured_and_deterministic(shapes):
 
 
 def test_a_damaged_standin_cache_is_redrawn(shapes):
-    cache = config.data_dir() / "standins" / "shapes10-v1-n3000-seed0.npz"
+    cache = config.data_dir() / "standins" / "shapes10-v2-n3000-seed0.npz"
     cache.write_bytes(b"not an npz file")
     assert torch.equal(data.shapes_standin(True, n=3000).images, shapes[0].images)
 
