@@ -129,3 +129,400 @@ def check_nt_xent(student_fn) -> bool:
     print(f"PASS: your nt_xent matches the reference on {len(cases)} cases "
           "(N from 2 to 32, D from 2 to 128, temperatures 0.1–1.0, and a hand-computed one).")
     return True
+
+
+# --- Chapter 1: grayscale --------------------------------------------------------------------------
+
+def _call(student_fn, name, *args):
+    """Run a student's function; return (output, None) or (None, message) without ever raising."""
+    try:
+        return student_fn(*args), None
+    except NotImplementedError:
+        return None, _NOT_IMPLEMENTED
+    except Exception as error:  # a bug in the student's code: report it, don't crash the notebook
+        return None, f"FAIL on {name}: your function raised {type(error).__name__}: {error}"
+
+
+def check_grayscale(student_fn) -> bool:
+    """Check a student's `grayscale(batch)`: N×3×H×W float in [0, 1] -> N×3×H×W, every channel equal to
+    the ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B (as torchvision's rgb_to_grayscale).
+
+    Prints PASS, or FAIL with the first failing case and a hint; returns True/False.
+    """
+    g = torch.Generator().manual_seed(0)
+    cases = [("a random batch 4×3×8×8", torch.rand(4, 3, 8, 8, generator=g)),
+             ("one image 1×3×5×7 (not square)", torch.rand(1, 3, 5, 7, generator=g)),
+             ("pure red, green and blue images", torch.eye(3).view(3, 3, 1, 1).expand(3, 3, 2, 2).clone())]
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    for name, x in cases:
+        original = x.clone()
+        out, message = _call(student_fn, name, x)
+        if message:
+            print(message)
+            return False
+        expected = (x * weights).sum(1, keepdim=True).expand_as(x)
+        problem = None
+        if not isinstance(out, torch.Tensor):
+            problem = f"it returned a {type(out).__name__}; return a torch tensor."
+        elif not torch.equal(x, original):
+            problem = "it changed the input batch in place: build a new tensor instead."
+        elif out.shape == (x.shape[0], 1, *x.shape[2:]):
+            problem = ("it returned one channel (N×1×H×W): broadcast the grey value back to 3 channels "
+                       "(e.g. .expand(-1, 3, -1, -1) or .repeat(1, 3, 1, 1)), so the network still sees RGB.")
+        elif out.shape != x.shape:
+            problem = f"expected shape {tuple(x.shape)}, got {tuple(out.shape)}."
+        elif not out.is_floating_point():
+            problem = f"it returned {out.dtype}: keep the result a float tensor in [0, 1]."
+        elif not torch.allclose(out.float(), expected, atol=1e-3):  # torchvision uses 0.2989 for red
+            mean = x.mean(1, keepdim=True).expand_as(x)
+            bgr = (x * weights.flip(1)).sum(1, keepdim=True).expand_as(x)
+            if torch.allclose(out.float(), mean, atol=1e-5):
+                hint = ("you averaged the channels equally; the eye is most sensitive to green, so use the "
+                        "weights 0.299, 0.587, 0.114 for R, G, B.")
+            elif torch.allclose(out.float(), bgr, atol=1e-5):
+                hint = "the weights are reversed (BGR order): channel 0 is red and gets 0.299."
+            elif not torch.allclose(out[:, 0], out[:, 1], atol=1e-6) or not torch.allclose(out[:, 0], out[:, 2], atol=1e-6):
+                hint = "the three output channels differ: a grey image has the same value in R, G and B."
+            else:
+                hint = "each output pixel is 0.299·R + 0.587·G + 0.114·B of the same input pixel."
+            problem = f"max difference {(out.float() - expected).abs().max().item():.4f}. Hint: {hint}"
+        if problem:
+            print(f"FAIL on {name}: {problem}")
+            return False
+    print(f"PASS: your grayscale matches 0.299 R + 0.587 G + 0.114 B on {len(cases)} cases.")
+    return True
+
+
+# --- Chapter 3: the gradient of one anchor's loss -----------------------------------------------------
+
+def check_anchor_grad(student_fn) -> bool:
+    """Check a student's `anchor_grad(u, i, j, temperature)`: the gradient of ℓ_i with respect to u_i,
+    (1/t)(Σ_{k≠i} p_ik u_k − u_j), against autograd on random unit rows. Prints PASS or FAIL; returns True/False.
+    """
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for m, d, t in [(4, 3, 1.0), (8, 16, 0.5), (16, 8, 0.1)]:
+        u = F.normalize(torch.randn(m, d, generator=g, dtype=torch.float64), dim=1)
+        cases.append((f"2N={m}, D={d}, temperature={t}, anchor 1", u, 1, (1 + m // 2) % m, t))
+    for name, u, i, j, t in cases:
+        anchor = u[i].clone().requires_grad_()  # ℓ_i depends on u_i only as the anchor (k ≠ i)
+        logits = (u @ anchor / t).masked_fill(torch.arange(len(u)) == i, -math.inf)
+        (expected,) = torch.autograd.grad(torch.logsumexp(logits, dim=0) - logits[j], anchor)
+        out, message = _call(student_fn, name, u.clone(), i, j, t)
+        if message:
+            print(message)
+            return False
+        problem = None
+        if not isinstance(out, torch.Tensor):
+            problem = f"it returned a {type(out).__name__}; return a torch tensor of shape (D,)."
+        elif out.shape != expected.shape:
+            problem = f"expected a vector of shape {tuple(expected.shape)} (the gradient for row i), got {tuple(out.shape)}."
+        elif not torch.allclose(out.double(), expected, atol=1e-5, rtol=1e-4):
+            got = out.double()
+            if torch.allclose(got, -expected, atol=1e-5, rtol=1e-4):
+                hint = "the sign is flipped: the loss falls when u_i moves towards u_j, so the gradient contains −u_j."
+            elif torch.allclose(got, expected * t, atol=1e-5, rtol=1e-4):
+                hint = "you forgot the factor 1/temperature."
+            else:
+                hint = ("include the positive in the softmax (all k ≠ i), exclude k = i itself, and weight each u_k "
+                        "by p_ik = softmax_k(u_i·u_k / t).")
+            problem = f"max difference {(got - expected).abs().max().item():.2e}. Hint: {hint}"
+        if problem:
+            print(f"FAIL on {name}: {problem}")
+            return False
+    print(f"PASS: your gradient matches autograd on {len(cases)} cases (temperatures 0.1–1.0).")
+    return True
+
+
+# --- Chapter 4: the learning-rate schedule (linear warm-up, then cosine) ---------------------------
+
+_SCHEDULE_MISTAKES = [  # (wrong schedule as a function of (step, total, warmup, base_lr), hint)
+    (lambda s, t, w, b: b * (s / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / (t - w)))),
+     "the warm-up starts at 0: step 0 would not train at all. Use (step + 1) / warmup."),
+    (lambda s, t, w, b: b * ((s + 1) / w if s < w else 0.5 * (1 + math.cos(math.pi * s / t))),
+     "the cosine must start after the warm-up: progress = (step - warmup) / (total - warmup)."),
+    (lambda s, t, w, b: b * ((s + 1) / w if s < w else math.cos(math.pi * (s - w) / (t - w))),
+     "cos goes from 1 to -1: the half-cosine is 0.5 * (1 + cos(pi * progress)), from 1 down to 0."),
+    (lambda s, t, w, b: (s + 1) / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / (t - w))),
+     "you returned the factor in [0, 1]: multiply it by base_lr."),
+]
+
+
+def check_cosine_schedule(student_fn) -> bool:
+    """Check ``my_cosine_schedule(step, total, warmup, base_lr) -> float`` against
+    ``base_lr * course_utils.train.warmup_cosine(step, warmup, total)`` (linear warm-up from
+    base_lr/warmup to base_lr over steps 0..warmup-1, then a half-cosine down to 0 at step total).
+    Prints PASS, or FAIL with the first wrong step and a hint; returns True/False."""
+    from .train import warmup_cosine
+
+    cases = [(100, 10, 0.4), (1000, 100, 0.8), (50, 1, 1.0), (390 * 100, 390 * 10, 0.8)]
+    for total, warmup, base_lr in cases:
+        steps = sorted({0, 1, warmup - 1, warmup, warmup + 1, (total + warmup) // 2, total - 1, total}
+                       | set(range(0, total + 1, max(1, total // 17))))  # fmt: skip
+        for step in steps:
+            name = f"step={step}, total={total}, warmup={warmup}, base_lr={base_lr}"
+            expected = base_lr * warmup_cosine(step, warmup, total)
+            got, problem = _call(student_fn, name, step, total, warmup, base_lr)
+            if problem:
+                print(problem)
+                return False
+            try:
+                got = float(got)
+            except (TypeError, ValueError):
+                print(f"FAIL on {name}: it returned a {type(got).__name__}; return a number (the learning rate).")
+                return False
+            if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
+                hint = next((h for wrong, h in _SCHEDULE_MISTAKES
+                             if math.isclose(got, wrong(step, total, warmup, base_lr), rel_tol=1e-6, abs_tol=1e-9)),
+                            "plot your schedule next to the reference one (the chapter's figure) and compare.")  # fmt: skip
+                print(f"FAIL on {name}: expected {expected:.6g}, got {got:.6g}. Hint: {hint}")
+                return False
+    print(f"PASS: your schedule matches course_utils.train.warmup_cosine on {len(cases)} schedules "
+          "(warm-up of 1 to 3,900 steps, every phase checked).")
+    return True
+
+
+# --- Chapter 5: standardising features for the linear probe --------------------------------------
+
+def _standardize_cases() -> list:
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for n_train, n_test, d in [(50, 20, 4), (200, 30, 16), (7, 3, 2)]:
+        train = 3.0 + 2.0 * torch.randn(n_train, d, generator=g)
+        test = 5.0 + 4.0 * torch.randn(n_test, d, generator=g)  # shifted: test statistics differ from train's
+        cases.append((f"{n_train} training and {n_test} test rows, D={d}", train, test))
+    train, test = torch.randn(30, 3, generator=g), torch.randn(10, 3, generator=g)
+    train[:, 1], test[:, 1] = 0.5, 0.5  # a feature that never changes (a dead ReLU unit)
+    cases.append(("a constant feature (std 0)", train, test))
+    return cases
+
+
+def check_standardize(student_fn) -> bool:
+    """Check a student's `standardize(train_features, test_features) -> (train_out, test_out)`.
+
+    Both outputs must be (x - mean) / std with the mean and std of each feature (column) computed on the
+    TRAINING features only (torch's unbiased std or the population std are both accepted), and stay finite
+    when a feature is constant. Prints PASS, or FAIL with a hint; returns True/False.
+    """
+    cases = _standardize_cases()
+    for name, train, test in cases:
+        out, message = _call(student_fn, name, train.clone(), test.clone())
+        if message:
+            print(message)
+            return False
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            print(f"FAIL on {name}: return two tensors, (standardised train, standardised test).")
+            return False
+        a, b = (torch.as_tensor(o).double() for o in out)
+        if a.shape != train.shape or b.shape != test.shape:
+            print(f"FAIL on {name}: shapes {tuple(a.shape)} and {tuple(b.shape)}, expected {tuple(train.shape)} "
+                  f"and {tuple(test.shape)} (standardise each feature, keep every row).")
+            return False
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            print(f"FAIL on {name}: the output has NaN or inf. Hint: a feature that never changes has std 0; "
+                  "divide by std.clamp_min(1e-6).")
+            return False
+        x, y = train.double(), test.double()
+
+        def matches(mean, std):
+            return all(torch.allclose(got, (ref - mean) / std, rtol=1e-4, atol=1e-4) for got, ref in ((a, x), (b, y)))
+
+        good = any(matches(x.mean(0), x.std(0, unbiased=u).clamp_min(1e-6)) for u in (True, False))
+        if good:
+            continue
+        both = torch.cat([x, y])
+        hint = "subtract the training mean of each feature and divide by the training std (dim=0)."
+        if any(torch.allclose(b, (y - y.mean(0)) / y.std(0, unbiased=u).clamp_min(1e-6), rtol=1e-4, atol=1e-4)
+               for u in (True, False)):
+            hint = ("the test features were standardised with the TEST set's own mean/std. Use the training "
+                    "statistics for both: the test set must not influence any choice, not even a scale.")
+        elif any(torch.allclose(b, (y - both.mean(0)) / both.std(0, unbiased=u).clamp_min(1e-6), rtol=1e-4,
+                                atol=1e-4) for u in (True, False)):
+            hint = "you computed the statistics on train and test together: use the training features only."
+        elif any(torch.allclose(a, (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True, unbiased=u), rtol=1e-4,
+                                atol=1e-4) for u in (True, False)):
+            hint = "you standardised each row (dim=1): standardise each feature, i.e. each column (dim=0)."
+        elif torch.allclose(a, x - x.mean(0), rtol=1e-4, atol=1e-4):
+            hint = "you subtracted the mean but did not divide by the standard deviation."
+        print(f"FAIL on {name}: {hint}")
+        return False
+    print(f"PASS: your standardize uses the training statistics only, on {len(cases)} cases "
+          "(including a constant feature).")
+    return True
+
+
+# --- Chapter 6: clustering accuracy (Hungarian matching) -----------------------------------------
+
+def _cluster_accuracy_reference(y_true, y_pred) -> float:
+    from .evaluate import cluster_accuracy
+
+    return cluster_accuracy(y_true, y_pred)
+
+
+def _cluster_accuracy_cases() -> list:
+    import numpy as np
+
+    rng = np.random.default_rng(6)
+    truth = rng.integers(0, 10, 500)
+    noisy = np.where(rng.random(500) < 0.3, rng.integers(0, 10, 500), (truth * 7 + 3) % 10)
+    return [
+        ("the chapter's worked example", np.array([0, 0, 0, 1, 1, 1, 2, 2, 2]), np.array([1, 1, 0, 2, 2, 2, 0, 0, 2])),
+        ("labels renamed (a perfect clustering)", np.array([0, 0, 1, 1, 2, 2]), np.array([5, 5, 3, 3, 9, 9])),
+        ("two clusters whose majority is the same class", np.array([0, 0, 0, 0, 1, 1]),
+         np.array([0, 0, 1, 1, 1, 1])),
+        ("500 points, 10 classes, 30% noise", truth, noisy),
+        ("more clusters (4) than classes (2)", np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 2, 3, 3, 3])),
+    ]
+
+
+def check_cluster_accuracy(student_fn) -> bool:
+    """Check a student's `cluster_accuracy(y_true, y_pred) -> float in [0, 1]` (NumPy int arrays) against
+    `course_utils.evaluate.cluster_accuracy`: the accuracy after the best ONE-TO-ONE matching of cluster
+    ids to labels. Prints PASS, or FAIL with a hint; returns True/False.
+    """
+    import numpy as np
+
+    cases = _cluster_accuracy_cases()
+    for name, y_true, y_pred in cases:
+        got, message = _call(student_fn, name, y_true.copy(), y_pred.copy())
+        if message:
+            print(message)
+            return False
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            print(f"FAIL on {name}: it returned {type(got).__name__}; return one number, the accuracy.")
+            return False
+        expected = _cluster_accuracy_reference(y_true, y_pred)
+        if math.isclose(got, expected, abs_tol=1e-9):
+            continue
+        majority = sum(np.bincount(y_true[y_pred == c]).max() for c in np.unique(y_pred)) / len(y_true)
+        from scipy.optimize import linear_sum_assignment
+
+        k = int(max(y_true.max(), y_pred.max())) + 1
+        counts = np.zeros((k, k), dtype=np.int64)
+        np.add.at(counts, (y_pred, y_true), 1)
+        worst = counts[linear_sum_assignment(counts)].sum() / len(y_true)  # the matching that MINIMISES
+        if math.isclose(got, expected * len(y_true), abs_tol=1e-9):
+            hint = "you returned the number of matched points: divide by the number of points."
+        elif math.isclose(got, worst, abs_tol=1e-9):
+            hint = ("you found the WORST matching: linear_sum_assignment minimises cost by default; pass "
+                    "maximize=True (or negate the counts).")
+        elif math.isclose(got, float(np.mean(y_true == y_pred)), abs_tol=1e-9):
+            hint = ("you compared cluster ids with labels directly: cluster ids are arbitrary names. Build the "
+                    "contingency matrix and match clusters to classes first (linear_sum_assignment).")
+        elif math.isclose(got, majority, abs_tol=1e-9):
+            hint = ("you mapped each cluster to its most frequent class, so two clusters can claim the same class "
+                    "(purity, not clustering accuracy). The matching must be one-to-one: use "
+                    "scipy.optimize.linear_sum_assignment(counts, maximize=True).")
+        elif got < expected:
+            hint = "your matching is not the best one-to-one matching: use linear_sum_assignment(..., maximize=True)."
+        else:
+            hint = "the result is higher than the best one-to-one matching allows: check the matching is one-to-one."
+        print(f"FAIL on {name}: expected {expected:.4f}, got {got:.4f}. Hint: {hint}")
+        return False
+    print(f"PASS: your cluster_accuracy matches the Hungarian reference on {len(cases)} cases "
+          "(renamed labels, competing clusters, noise, more clusters than classes).")
+    return True
+
+
+# --- Chapter 2: one SimCLR training step -----------------------------------------------------------
+
+class _CountingAugment:
+    """A deterministic stand-in for an augmentation: call k returns the batch, as floats in [0, 1], shifted
+    by k + 1 pixels and dimmed a little, so that every call gives a different, reproducible view."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, batch, generator=None):
+        k, self.calls = self.calls, self.calls + 1
+        x = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
+        return x.roll(k + 1, dims=-1) * (1.0 - 0.05 * k)
+
+
+def _tiny_simclr(seed: int):
+    from .models import ProjectionHead, SimCLRModel, SmallCNN
+
+    with torch.random.fork_rng(devices=[]):  # leave the notebook's random state alone
+        torch.manual_seed(seed)
+        return SimCLRModel(SmallCNN(width=4, feature_dim=8, convs_per_stage=1), ProjectionHead(8, 16, 8))
+
+
+def _reference_step(model, batch, augment, optimizer, temperature):
+    views = torch.cat([augment(batch), augment(batch)])  # 2N views, one batch norm over all of them
+    _, z = model(views)
+    z1, z2 = z.chunk(2)
+    loss = nt_xent(z1, z2, temperature)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def check_training_step(student_fn) -> bool:
+    """Check a student's `training_step(model, batch, augment, optimizer, temperature)`.
+
+    On a tiny SimCLRModel and an 8×1×12×12 uint8 batch, with an SGD optimizer and a deterministic
+    "augmentation", two steps must: call ``augment`` twice per step, run the encoder ONCE per step on the
+    2N views, return the NT-Xent loss as a Python float, and leave the parameters exactly where two
+    reference steps leave them (which also catches a missing ``optimizer.zero_grad()``).
+    Prints PASS, or FAIL with a hint; returns True/False. Never raises.
+    """
+    temperature, n = 0.2, 8
+    batch = torch.randint(0, 256, (n, 1, 12, 12), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    student, reference = _tiny_simclr(0), _tiny_simclr(0)
+    opt_s = torch.optim.SGD(student.parameters(), lr=0.5, momentum=0.9)
+    opt_r = torch.optim.SGD(reference.parameters(), lr=0.5, momentum=0.9)
+    aug_s, aug_r = _CountingAugment(), _CountingAugment()
+    encoder_inputs = []
+    hook = student.encoder.register_forward_hook(lambda module, args, out: encoder_inputs.append(len(args[0])))
+    before = [p.detach().clone() for p in student.parameters()]
+    try:
+        for step in (1, 2):
+            calls_before, forwards_before = aug_s.calls, len(encoder_inputs)
+            out, error = _call(student_fn, f"step {step}", student, batch, aug_s, opt_s, temperature)
+            if error:
+                print(error)
+                return False
+            expected = _reference_step(reference, batch, aug_r, opt_r, temperature)
+            calls, forwards = aug_s.calls - calls_before, encoder_inputs[forwards_before:]
+            problem = None
+            if calls != 2:
+                problem = (f"augment was called {calls} time(s) in one step: call it twice on the same batch, "
+                           "once per view (x1 = augment(batch); x2 = augment(batch)).")
+            elif len(forwards) != 1 or forwards[0] != 2 * n:
+                problem = (f"the encoder ran {len(forwards)} time(s) on batches of {forwards} images: send both "
+                           f"views through the model in ONE forward pass, model(torch.cat([x1, x2])) ({2 * n} "
+                           "images), so that batch norm sees all 2N views together.")
+            elif isinstance(out, torch.Tensor):
+                problem = ("it returned a tensor: return loss.item(), a Python float (a kept tensor holds on "
+                           "to the whole computation graph).")
+            elif isinstance(out, bool) or not isinstance(out, (int, float)) and not hasattr(out, "__float__"):
+                problem = f"it returned {type(out).__name__}: return the loss as a Python float (loss.item())."
+            elif step == 1 and all(torch.equal(a, b) for a, b in zip(before, student.parameters())):
+                problem = "the parameters did not change: call loss.backward() and then optimizer.step()."
+            elif not math.isclose(float(out), expected, rel_tol=1e-4, abs_tol=1e-5):
+                hint = "compute nt_xent(z1, z2, temperature) on the projections z = model(views)[1], split in two."
+                if step == 1:
+                    with torch.no_grad():
+                        probe = _tiny_simclr(0).train()
+                        a = _CountingAugment()
+                        h, z = probe(torch.cat([a(batch), a(batch)]))
+                        if math.isclose(float(out), nt_xent(*h.chunk(2), temperature).item(), rel_tol=1e-4):
+                            hint = "you used h (the encoder output): the loss is computed on z = g(h), the projection."
+                        elif math.isclose(float(out), nt_xent(*z.chunk(2), 0.5).item(), rel_tol=1e-4):
+                            hint = "you ignored the temperature argument: pass it on to nt_xent."
+                problem = f"the loss was {float(out):.6f}, expected {expected:.6f}. Hint: {hint}"
+            elif not all(torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+                         for a, b in zip(student.parameters(), reference.parameters())):
+                problem = ("the parameters differ from the reference after this step: call optimizer.zero_grad() "
+                           "before loss.backward() (gradients add up otherwise), and step the optimizer once.")
+            if problem:
+                print(f"FAIL on step {step}: {problem}")
+                return False
+    finally:
+        hook.remove()
+    print("PASS: two views, one forward pass on both, the NT-Xent loss returned as a float, and two steps "
+          "that move the parameters exactly as the reference does.")
+    return True
