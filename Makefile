@@ -28,6 +28,20 @@ book: setup
 	@echo ""
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-# Unit tests, then every notebook under nbval in the smoke profile, then the book build check.
+# Unit tests, every notebook under nbval in the smoke profile, the student copies run as Colab
+# would, and the book build check: one pytest run, one summary line.
+TEST_ENV := COURSE_PROFILE=smoke COURSE_HOME=$(CURDIR)/_build/test-home TQDM_DISABLE=1
 test: setup
-	COURSE_PROFILE=smoke $(PY) -m pytest -q
+	$(TEST_ENV) $(PY) -m pytest -q --durations=15 --nbval-lax --nbval-current-env tests notebooks
+
+# Student versions of the notebooks (solutions removed) in labs/.
+labs: setup
+	$(PY) -m course_utils.labs students notebooks labs
+
+# Speed and accuracy figures, written to benchmarks/results.json (QUICK=1 for a short run).
+bench: setup
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[bench]"
+	$(PY) benchmarks/run_all.py $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf _build labs

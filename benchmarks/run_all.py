@@ -1,0 +1,68 @@
+"""Run the benchmarks and record their figures in benchmarks/results.json (the book's results page reads it).
+
+    python benchmarks/run_all.py [--quick] [--only augment,train,mnist]
+
+Each suite's records replace that suite's earlier records for the same kind of device, so a CPU run and a
+GPU run (made on another machine) live side by side in one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+RESULTS = HERE / "results.json"
+
+
+def suites():
+    import bench_augment
+    import bench_mnist
+    import bench_train
+
+    return {"augment": bench_augment.run, "train": bench_train.run, "mnist": bench_mnist.run}
+
+
+def machine() -> dict:
+    cuda = torch.cuda.is_available()
+    return {"device_type": "cuda" if cuda else "cpu",
+            "device": torch.cuda.get_device_name(0) if cuda else f"{platform.processor() or platform.machine()}",
+            "cpu_cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "date": datetime.date.today().isoformat()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (figures are noisier)")
+    parser.add_argument("--only", default="", help="comma-separated suites: augment, train, mnist")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    available = suites()
+    chosen = [s for s in args.only.split(",") if s] or list(available)
+    unknown = set(chosen) - set(available)
+    if unknown:
+        parser.error(f"unknown suite(s) {sorted(unknown)}; choose from {sorted(available)}")
+    results = json.loads(args.output.read_text()) if args.output.exists() else {"runs": []}
+    for name in chosen:
+        print(f"== {name} {'(quick)' if args.quick else ''}", flush=True)
+        records = available[name](quick=args.quick)
+        for r in records:
+            print(f"  {r['name']:60s} {r['value']:>12,.2f} {r['unit']:10s} {r['device']}")
+        run = {"suite": name, "quick": args.quick, **machine(), "records": records}
+        results["runs"] = [r for r in results["runs"]
+                           if not (r["suite"] == name and r["device_type"] == run["device_type"])] + [run]
+        args.output.write_text(json.dumps(results, indent=1) + "\n")  # after every suite: nothing is lost
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
