@@ -9,7 +9,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-export MPLBACKEND := Agg
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
 .PHONY: setup book test unit notebooks book-check labs bench clean

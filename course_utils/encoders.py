@@ -10,7 +10,7 @@ Files (a plain ``state_dict`` of the encoder f, without the projection head g):
 ``checkpoint_dir(profile) / "mnist_smallcnn_encoder.pt"`` and ``"cifar10_resnet18_encoder.pt"``.
 
 The quick recipe follows chapters 2 and 4: SimCLR (Chen et al. 2020) with ``course_utils.train.pretrain``;
-MNIST (chapter 2): ``SmallCNN(**MNIST_ENCODER)``, head 128→512→128, AdamW (lr ``profile.mnist_lr``, no
+MNIST (chapter 2): ``SmallCNN()``, head 128→512→128, AdamW (lr ``profile.mnist_lr``, no
 warm-up), ``mnist_augment()``, temperature 0.5, ``profile.mnist_epochs`` epochs;
 CIFAR-10 (chapter 4): ``resnet18_cifar()``, head 512→2048→128, LARS (solo-learn, da Costa et al. 2022) with
 ``profile.cifar_warmup_epochs`` of warm-up, ``cifar10_augment()``, temperature 0.5,
@@ -27,7 +27,6 @@ import torch.nn as nn
 from . import config
 
 DATASETS = ("mnist", "cifar10")
-MNIST_ENCODER = dict(in_channels=1, feature_dim=128, width=32, convs_per_stage=1)  # as chapter 2's ENCODER
 HEADS = {"mnist": dict(in_dim=128, hidden_dim=512, out_dim=128), "cifar10": dict(in_dim=512, hidden_dim=2048, out_dim=128)}
 ENCODER_FILES = {"mnist": "mnist_smallcnn_encoder.pt", "cifar10": "cifar10_resnet18_encoder.pt"}
 
@@ -42,7 +41,7 @@ def _check(dataset: str) -> str:
 def build_encoder(dataset: str, seed: int | None = None) -> nn.Module:
     """A freshly initialised encoder for ``dataset`` (the architecture chapters 2 and 4 pretrain).
 
-    "mnist": ``SmallCNN(**MNIST_ENCODER)`` (N×1×28×28 -> N×128); "cifar10": ``resnet18_cifar()`` (N×3×32×32 -> N×512).
+    "mnist": ``SmallCNN()`` (N×1×28×28 -> N×128); "cifar10": ``resnet18_cifar()`` (N×3×32×32 -> N×512).
     ``seed`` fixes the random initialisation (the global RNG is left as it was).
     """
     from .models import SmallCNN, resnet18_cifar
@@ -51,7 +50,7 @@ def build_encoder(dataset: str, seed: int | None = None) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        return SmallCNN(**MNIST_ENCODER) if key == "mnist" else resnet18_cifar()
+        return SmallCNN() if key == "mnist" else resnet18_cifar()
 
 
 def encoder_path(dataset: str, profile: config.Profile | None = None) -> Path:
