@@ -62,6 +62,7 @@ class Profile:
     probe_epochs: int
     supervised_epochs: int  # the "trained from scratch on the same labels" baseline
     cluster_size: int  # test images used for k-means, GMM and UMAP
+    embedding_method: str  # 2-D maps of features: "umap", or "pca" (no 20 s numba compile) for smoke
     loss_experiment_steps: int  # chapter 3's temperature and batch-size experiments
 
     def as_dict(self) -> dict:
@@ -92,6 +93,7 @@ PROFILES: dict[str, Profile] = {
         probe_epochs=30,
         supervised_epochs=2,
         cluster_size=300,
+        embedding_method="pca",
         loss_experiment_steps=10,
     ),
     "cpu": Profile(
@@ -119,6 +121,7 @@ PROFILES: dict[str, Profile] = {
         probe_epochs=100,
         supervised_epochs=5,
         cluster_size=2000,
+        embedding_method="umap",
         loss_experiment_steps=100,
     ),
     "gpu": Profile(
@@ -144,6 +147,7 @@ PROFILES: dict[str, Profile] = {
         probe_epochs=100,
         supervised_epochs=30,
         cluster_size=5000,
+        embedding_method="umap",
         loss_experiment_steps=200,
     ),
 }
