@@ -1,0 +1,314 @@
+"""The lab tooling (course_utils.labs) and the chapter skeleton every notebook follows.
+
+Three parts:
+- the tool on small notebooks made here: student versions, `sync`, `strip`, the command line;
+- every real chapter in notebooks/: follows the skeleton, is in sync with _config.yml, has no outputs;
+- _toc.yml and notebooks/ agree.
+
+The student copies are EXECUTED in tests/test_colab.py, not here: that test runs each student copy alone,
+as Colab would, and asserts that it runs top to bottom and that its self-checks say "not implemented yet".
+One execution serves both checks (each smoke notebook already runs in nbval and in the book build).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from course_utils import labs
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = labs.chapter_notebooks(ROOT)
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+# --- A small notebook that follows the skeleton --------------------------------------------------
+
+def skeleton(name="01_demo.ipynb", org="simclr-from-scratch", repo="simclr-from-scratch", branch="main"):
+    """A two-exercise chapter in the course's skeleton (one conceptual, one gated coding exercise)."""
+    badge = f"[![Open In Colab]({BADGE_IMAGE})]({labs.colab_url(org, repo, branch, name)})"
+    setup = ("import importlib.util, os, subprocess, sys\n"
+             "if importlib.util.find_spec(\"course_utils\") is None:\n"
+             f"    source = os.environ.get(\"COURSE_UTILS_SOURCE\", \"{labs.install_url(org, repo, branch)}\")\n"
+             "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\", source], check=True)\n")
+
+    def tagged(cell, tag):
+        cell.metadata["tags"] = [tag]
+        return cell
+
+    cells = [
+        tagged(new_markdown_cell(f"# 1. Demo\n\n{badge}"), "colab-badge"),
+        new_markdown_cell("**Learning objectives**\n\n- one"),
+        tagged(new_code_cell(setup), "setup"),
+        new_code_cell("x = 1", execution_count=3, outputs=[new_output("stream", name="stdout", text="hi\n")]),
+        new_markdown_cell("## Summary\n\n- a"),
+        new_markdown_cell("## Exercises"),
+        new_markdown_cell("```{exercise} Why\n:label: ex-demo-why\nWhy?\n```"),
+        tagged(new_markdown_cell("```{solution} ex-demo-why\n:class: dropdown\nBecause.\n```"), "solution"),
+        new_markdown_cell("```{exercise} Code it\n:label: ex-demo-code\nWrite f.\n```"),
+        tagged(new_code_cell("def f(x):\n    raise NotImplementedError(\"Exercise: write f\")"), "exercise-stub"),
+        tagged(new_markdown_cell("```{solution-start} ex-demo-code\n:class: dropdown\n```"), "solution"),
+        tagged(new_code_cell("def f(x):\n    return 2 * x"), "solution"),
+        tagged(new_markdown_cell("```{solution-end}\n```"), "solution"),
+        tagged(new_code_cell("check(f)"), "self-check"),
+        new_markdown_cell("## References\n\n{cite}`chen2020simclr`"),
+    ]
+    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}})
+
+
+def make_repo(root: Path, url="https://github.com/simclr-from-scratch/simclr-from-scratch", branch="main",
+              names=("01_demo.ipynb", "02_more.ipynb")) -> Path:
+    (root / "notebooks").mkdir(parents=True)
+    write_config(root, url, branch)
+    for name in names:
+        nbformat.write(skeleton(name), root / "notebooks" / name)
+    return root
+
+
+def write_config(root: Path, url: str, branch: str | None) -> None:
+    config = {"title": "x", "repository": {"url": url, "path_to_book": ""}}
+    if branch is not None:
+        config["repository"]["branch"] = branch
+    (root / "_config.yml").write_text(yaml.safe_dump(config))
+
+
+def tags_of(nb) -> list[list[str]]:
+    return [labs.tags(cell) for cell in nb.cells]
+
+
+# --- Student versions -------------------------------------------------------------------------------
+
+def test_student_version_removes_exactly_the_solution_cells():
+    nb = skeleton()
+    student, removed = labs.student_version(nb)
+    expected = [c for c in nb.cells if "solution" not in labs.tags(c)]
+    assert removed == 4 == len(nb.cells) - len(expected)
+    assert [c.id for c in student.cells] == [c.id for c in expected]  # same cells, same order
+    assert [c.source for c in student.cells[1:]] == [c.source for c in expected[1:]]
+    assert not any("{solution" in c.source for c in student.cells)
+    assert ["exercise-stub"] in tags_of(student) and ["self-check"] in tags_of(student)
+    assert len(nb.cells) == 15, "the original notebook must not be modified"
+
+
+def test_student_version_is_titled_clears_outputs_and_drops_the_badge():
+    student, _ = labs.student_version(skeleton())
+    title = student.cells[0].source
+    assert title.splitlines()[0] == "# 1. Demo (student version)"
+    assert "Student version" in title and "colab.research.google.com" not in title
+    assert all(c.outputs == [] and c.execution_count is None for c in student.cells if c.cell_type == "code")
+    nbformat.validate(student)
+
+
+@pytest.mark.parametrize("index", [7, 11, 12])  # the {solution}, the solution's code, the {solution-end}
+def test_an_untagged_solution_cell_is_refused(index):
+    nb = skeleton()
+    nb.cells[index].metadata["tags"] = []
+    with pytest.raises(ValueError, match=f"cell {index}.*not tagged 'solution'"):
+        labs.student_version(nb)
+
+
+def test_make_student_versions_writes_every_notebook(tmp_path, capsys):
+    make_repo(tmp_path / "repo")
+    written = labs.make_student_versions(tmp_path / "repo" / "notebooks", tmp_path / "labs", verbose=True)
+    assert [p.name for p in written] == ["01_demo.ipynb", "02_more.ipynb"]
+    assert all(p.parent == tmp_path / "labs" for p in written)
+    for path in written:
+        nb = nbformat.read(path, as_version=4)
+        assert ["solution"] not in tags_of(nb) and "(student version)" in nb.cells[0].source
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [f"{name}: removed 4 solution cells -> {tmp_path / 'labs' / name}"
+                     for name in ("01_demo.ipynb", "02_more.ipynb")]
+    with pytest.raises(ValueError, match="overwrite"):
+        labs.make_student_versions(tmp_path / "labs", tmp_path / "labs")
+
+
+def test_students_command_uses_notebooks_and_labs_by_default(tmp_path, monkeypatch, capsys):
+    make_repo(tmp_path)
+    monkeypatch.chdir(tmp_path / "notebooks")  # the root is found from _config.yml
+    assert labs.main(["students"]) == 0
+    assert sorted(p.name for p in (tmp_path / "labs").iterdir()) == ["01_demo.ipynb", "02_more.ipynb"]
+    assert capsys.readouterr().out.count("removed 4 solution cells") == 2
+
+
+# --- The repository, and sync -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["https://github.com/acme/course", "https://github.com/acme/course.git",
+                                 "https://github.com/acme/course/"])
+def test_repository_reads_config(tmp_path, url):
+    write_config(tmp_path, url, "dev")
+    assert labs.repository(tmp_path) == ("acme", "course", "dev")
+
+
+@pytest.mark.parametrize("url, branch, message", [("https://gitlab.com/a/b", "main", "repository.url"),
+                                                  (None, "main", "repository.url"),
+                                                  ("https://github.com/a/b", None, "repository.branch")])
+def test_repository_errors_say_what_to_set(tmp_path, url, branch, message):
+    write_config(tmp_path, url, branch)
+    with pytest.raises(ValueError, match=message):
+        labs.repository(tmp_path)
+
+
+def test_sync_rewrites_a_changed_repository_and_check_detects_drift(tmp_path, capsys):
+    root = make_repo(tmp_path)
+    assert labs.sync_notebooks(root, check=True) == []
+    write_config(root, "https://github.com/acme/course", "dev")
+    before = {p: p.read_bytes() for p in labs.chapter_notebooks(root)}
+
+    stale = labs.sync_notebooks(root, check=True)
+    assert stale == labs.chapter_notebooks(root)
+    assert {p: p.read_bytes() for p in stale} == before, "--check must not write"
+    assert labs.main(["--root", str(root), "sync", "--check"]) == 1
+    assert "01_demo.ipynb: out of date" in capsys.readouterr().out
+
+    assert labs.sync_notebooks(root) == stale
+    nb = nbformat.read(root / "notebooks" / "02_more.ipynb", as_version=4)
+    assert ("(https://colab.research.google.com/github/acme/course/blob/dev/notebooks/02_more.ipynb)"
+            in nb.cells[0].source)
+    assert BADGE_IMAGE in nb.cells[0].source  # the badge image itself is left alone
+    assert '"git+https://github.com/acme/course@dev"' in nb.cells[2].source
+    assert "simclr-from-scratch" not in nb.cells[0].source + nb.cells[2].source
+    assert labs.sync_notebooks(root, check=True) == []
+    assert labs.main(["--root", str(root), "sync", "--check"]) == 0
+
+
+def test_sync_fixes_a_badge_pointing_at_another_file(tmp_path):
+    root = make_repo(tmp_path, names=("03_copy.ipynb",))
+    path = root / "notebooks" / "03_copy.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source = nb.cells[0].source.replace("03_copy.ipynb", "01_demo.ipynb")  # copy-paste slip
+    nbformat.write(nb, path)
+    assert labs.sync_notebooks(root) == [path]
+    assert "notebooks/03_copy.ipynb)" in nbformat.read(path, as_version=4).cells[0].source
+
+
+def test_sync_refuses_a_notebook_without_the_tagged_cells(tmp_path):
+    root = make_repo(tmp_path, names=("01_demo.ipynb",))
+    path = root / "notebooks" / "01_demo.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[2].metadata["tags"] = []
+    nbformat.write(nb, path)
+    with pytest.raises(ValueError, match="no cell is tagged 'setup'"):
+        labs.sync_notebooks(root, check=True)
+    assert labs.main(["--root", str(root), "sync"]) == 2
+
+
+def test_strip_clears_outputs(tmp_path):
+    root = make_repo(tmp_path, names=("01_demo.ipynb",))
+    path = root / "notebooks" / "01_demo.ipynb"
+    assert labs.strip_notebooks([path], check=True) == [path]
+    assert labs.main(["--root", str(root), "strip", "--check"]) == 1
+    assert labs.main(["--root", str(root), "strip"]) == 0
+    nb = nbformat.read(path, as_version=4)
+    assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
+    assert labs.strip_notebooks([path]) == []
+
+
+# --- The real chapters ------------------------------------------------------------------------------
+
+needs_chapters = pytest.mark.skipif(not CHAPTERS, reason="no chapter notebooks in notebooks/ yet")
+chapter = pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+
+
+def markdown(nb) -> str:
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+@needs_chapters
+def test_chapters_are_in_sync_with_config():
+    stale = labs.sync_notebooks(ROOT, check=True)
+    assert not stale, f"run `python -m course_utils.labs sync`: {[p.name for p in stale]} name another repository"
+
+
+@needs_chapters
+@chapter
+def test_chapter_opens_with_title_badge_and_setup(path):
+    nb = nbformat.read(path, as_version=4)
+    org, repo, branch = labs.repository(ROOT)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and "colab-badge" in labs.tags(first), "cell 1 must be the title, tagged colab-badge"
+    assert re.match(r"# \d+\. \S", first.source), f"title line must be '# N. Title', got {first.source[:60]!r}"
+    assert f"[![Open In Colab]({BADGE_IMAGE})]({labs.colab_url(org, repo, branch, path.name)})" in first.source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and "setup" in labs.tags(code[0]), "the first code cell must be the setup cell, tagged setup"
+    setup = code[0].source
+    assert f'"{labs.install_url(org, repo, branch)}"' in setup and "COURSE_UTILS_SOURCE" in setup
+    assert 'find_spec("course_utils") is None' in setup, "install only when course_utils is missing"
+    assert "get_profile()" in setup and "seed_everything" in setup and "banner(" in setup
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@needs_chapters
+@chapter
+def test_chapter_has_the_closing_sections_and_exercises(path):
+    nb = nbformat.read(path, as_version=4)
+    text = markdown(nb)
+    headings = re.findall(r"^## (.+?)\s*$", text, flags=re.MULTILINE)
+    for section in ("Summary", "Exercises", "References"):
+        assert section in headings, f"missing '## {section}'"
+    assert headings.index("Summary") < headings.index("Exercises") < headings.index("References")
+    exercises = re.findall(r"```\{exercise\}[^\n]*\n:label: (\S+)", text)
+    assert exercises, "at least one {exercise} with a :label:"
+    solved = re.findall(r"```\{solution(?:-start)?\} (\S+)", text)
+    assert set(solved) <= set(exercises), f"solutions for unknown exercises: {set(solved) - set(exercises)}"
+    assert re.search(r":class: dropdown", text), "solutions are hidden in dropdowns"
+    stubs = [i for i, c in enumerate(nb.cells) if "exercise-stub" in labs.tags(c)]
+    checks = [i for i, c in enumerate(nb.cells) if "self-check" in labs.tags(c)]
+    assert stubs, "at least one coding exercise (a cell tagged exercise-stub)"
+    for i in stubs:
+        assert nb.cells[i].cell_type == "code" and "NotImplementedError" in nb.cells[i].source
+        assert any(j > i for j in checks), f"the exercise stub in cell {i} has no self-check cell after it"
+
+
+@needs_chapters
+@chapter
+def test_chapter_solutions_are_tagged_and_leave_a_runnable_student_version(path):
+    nb = nbformat.read(path, as_version=4)
+    student, removed = labs.student_version(nb, path)  # raises if a solution cell is untagged
+    assert removed > 0
+    assert not re.search(r"\{solution", markdown(student))
+    for tag in ("exercise-stub", "self-check", "setup"):
+        assert sum(tag in t for t in tags_of(student)) == sum(tag in t for t in tags_of(nb))
+
+
+@needs_chapters
+@chapter
+def test_chapter_code_never_branches_on_the_profile_and_has_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    branch = re.compile(r"\b(if|elif|while)\b[^\n]*\bprofile\.name\b|\bprofile\.name\s*(==|!=|\bin\b|\bnot in\b)")
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        assert not branch.search(cell.source), f"cell {i} branches on profile.name: size things with profile fields"
+        assert cell.outputs == [] and cell.execution_count is None, \
+            f"cell {i} has stored outputs: run `python -m course_utils.labs strip`"
+
+
+# --- The table of contents ----------------------------------------------------------------------------
+
+def toc_files(node) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["file"]] if "file" in node else []
+        found += [node["root"]] if "root" in node else []
+        return found + [f for value in node.values() for f in toc_files(value)]
+    if isinstance(node, list):
+        return [f for item in node for f in toc_files(item)]
+    return []
+
+
+def test_toc_and_notebooks_agree():
+    files = toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    assert files, "_toc.yml lists no pages"
+    missing = [f for f in files if not any((ROOT / f).with_suffix(s).is_file() for s in (".md", ".ipynb"))]
+    listed = {f for f in files if f.startswith("notebooks/")}
+    on_disk = {f"notebooks/{p.stem}" for p in CHAPTERS}
+    if not CHAPTERS:  # while the chapters are being written, only the book/ pages must exist
+        missing = [f for f in missing if not f.startswith("notebooks/")]
+    assert not missing, f"_toc.yml lists pages that do not exist: {missing}"
+    if CHAPTERS:
+        assert on_disk <= listed, f"notebooks missing from _toc.yml: {sorted(on_disk - listed)}"
