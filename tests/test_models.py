@@ -24,7 +24,9 @@ def test_small_cnn_sizes_are_configurable_and_checked():
     enc = SmallCNN(in_channels=3, feature_dim=64, width=8, convs_per_stage=1)
     assert enc(torch.rand(2, 3, 32, 32)).shape == (2, 64)
     assert sum(isinstance(m, nn.Conv2d) for m in enc.modules()) == 3
-    assert sum(isinstance(m, nn.Conv2d) for m in SmallCNN().modules()) == 6
+    assert sum(isinstance(m, nn.Conv2d) for m in SmallCNN(convs_per_stage=2).modules()) == 6
+    # The course's MNIST encoder: one conv per stage, 92,896 parameters (chapters 2, 5 and 6 rely on it).
+    assert sum(p.numel() for p in SmallCNN().parameters()) == 92_896
     with pytest.raises(ValueError, match="positive"):
         SmallCNN(feature_dim=0)
 
