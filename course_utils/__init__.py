@@ -1,0 +1,21 @@
+"""course_utils: the small helper package of the course "SimCLR from scratch".
+
+One idea a module, each readable top to bottom:
+
+    config      profiles (smoke/cpu/gpu), device, seeding, paths, the banner
+    data        MNIST and CIFAR-10 as tensors; checksums; offline stand-ins
+    augment     SimCLR's augmentations, batched on any device; the per-image PIL pipeline
+    models      SmallCNN, resnet18_cifar, ProjectionHead, SimCLRModel
+    losses      nt_xent (vectorised) and nt_xent_naive (a loop to read)
+    train       the pretraining loop: mixed precision, checkpoint/resume, LARS, warm-up + cosine
+    evaluate    extract_features, linear_probe, knn_accuracy, cluster_accuracy
+    baselines   k-means and GMM on pixels, PCA, random and SimCLR features
+    encoders    the encoders chapters 5 and 6 reload (or retrain)
+    supervised  the "trained from scratch on the same labels" baseline
+    pretrained  loading a published checkpoint, verified by SHA-256
+    plots       view grids, training curves, UMAP, confusion matrices
+    checks      the self-checks the exercises call
+    labs        student versions, notebook sync and strip
+"""
+
+__version__ = "0.1.0"
