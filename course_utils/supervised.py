@@ -105,7 +105,35 @@ def train_supervised(encoder: nn.Module, images, labels, *, epochs: int, batch_s
             total, seen = total + loss.item() * len(index), seen + len(index)
         if progress:
             print(f"supervised epoch {epoch}/{epochs}: loss {total / max(seen, 1):.4f}")
+    # After a few dozen steps the batch-norm running averages still remember the first, untrained
+    # batches, and eval mode then predicts one class for everything: measure them on the data instead.
+    recalibrate_batchnorm(model, images, batch_size)
     return model.eval()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images, batch_size: int = 256) -> nn.Module:
+    """Set every batch norm's running mean and variance to their average over ``images`` (N×C×H×W).
+
+    Training updates them as exponential moving averages (momentum 0.1), which lag far behind the
+    weights in a short run; one pass in train mode with ``momentum=None`` (a plain cumulative average)
+    gives the statistics of the final network. The weights are not changed.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    device = next(model.parameters()).device
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        if len(x) > 1:  # batch norm cannot train on a single image
+            model(_to_float(x.to(device)))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.train(was_training)
 
 
 @torch.no_grad()

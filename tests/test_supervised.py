@@ -72,3 +72,20 @@ def test_bad_inputs_get_clear_errors():
         train_supervised(SmallCNN(), images, labels[:5], epochs=1, batch_size=4, lr=1e-3)
     with pytest.raises(TypeError, match="feature_dim"):
         train_supervised(torch.nn.Conv2d(1, 2, 3), images, labels, epochs=1, batch_size=4, lr=1e-3)
+
+
+def test_recalibrated_batchnorm_holds_the_exact_statistics_of_the_data():
+    from course_utils.supervised import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    conv, norm = torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)
+    model = torch.nn.Sequential(conv, norm).eval()
+    images = torch.randint(0, 256, (50, 1, 8, 8), dtype=torch.uint8)
+    weights = conv.weight.clone()
+    recalibrate_batchnorm(model, images, batch_size=16)  # batches of 16, 16, 16 and 2
+    with torch.no_grad():
+        out = conv(images.float() / 255)
+    # The cumulative average of the batch means is the mean over all images (equal batch weights aside).
+    batch_means = torch.stack([out[i:i + 16].mean((0, 2, 3)) for i in range(0, 50, 16)])
+    assert torch.allclose(norm.running_mean, batch_means.mean(0), atol=1e-5)
+    assert norm.momentum == 0.1 and not model.training and torch.equal(conv.weight, weights)
