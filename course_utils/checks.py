@@ -143,6 +143,17 @@ def _call(student_fn, name, *args):
         return None, f"FAIL on {name}: your function raised {type(error).__name__}: {error}"
 
 
+def _call_number(student_fn, name, what, *args):
+    """Like ``_call``, for a function that must return one number (``what``): (float, None) or (None, message)."""
+    got, message = _call(student_fn, name, *args)
+    if message:
+        return None, message
+    try:
+        return float(got), None
+    except (TypeError, ValueError):
+        return None, f"FAIL on {name}: it returned a {type(got).__name__}; return {what}."
+
+
 def check_grayscale(student_fn) -> bool:
     """Check a student's `grayscale(batch)`: N×3×H×W float in [0, 1] -> N×3×H×W, every channel equal to
     the ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B (as torchvision's rgb_to_grayscale).
@@ -262,14 +273,9 @@ def check_cosine_schedule(student_fn) -> bool:
         for step in steps:
             name = f"step={step}, total={total}, warmup={warmup}, base_lr={base_lr}"
             expected = base_lr * warmup_cosine(step, warmup, total)
-            got, problem = _call(student_fn, name, step, total, warmup, base_lr)
+            got, problem = _call_number(student_fn, name, "a number (the learning rate)", step, total, warmup, base_lr)
             if problem:
                 print(problem)
-                return False
-            try:
-                got = float(got)
-            except (TypeError, ValueError):
-                print(f"FAIL on {name}: it returned a {type(got).__name__}; return a number (the learning rate).")
                 return False
             if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
                 hint = next((h for wrong, h in _SCHEDULE_MISTAKES
@@ -384,14 +390,9 @@ def check_cluster_accuracy(student_fn) -> bool:
 
     cases = _cluster_accuracy_cases()
     for name, y_true, y_pred in cases:
-        got, message = _call(student_fn, name, y_true.copy(), y_pred.copy())
+        got, message = _call_number(student_fn, name, "one number, the accuracy", y_true.copy(), y_pred.copy())
         if message:
             print(message)
-            return False
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            print(f"FAIL on {name}: it returned {type(got).__name__}; return one number, the accuracy.")
             return False
         expected = _cluster_accuracy_reference(y_true, y_pred)
         if math.isclose(got, expected, abs_tol=1e-9):

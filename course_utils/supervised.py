@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import config
+from .augment import to_float
 
 
 def label_subset(labels, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -38,10 +39,6 @@ def label_subset(labels, fraction: float, seed: int = 0) -> torch.Tensor:
         keep = min(len(members), max(2, round(fraction * len(members))))
         chosen.append(members[torch.randperm(len(members), generator=generator)[:keep]])
     return torch.cat(chosen).sort().values
-
-
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
 def train_supervised(encoder: nn.Module, images, labels, *, epochs: int, batch_size: int, lr: float,
@@ -91,7 +88,7 @@ def train_supervised(encoder: nn.Module, images, labels, *, epochs: int, batch_s
             index = perm[start:start + batch_size]
             if len(index) < 2:
                 continue
-            x = _to_float(images[index])
+            x = to_float(images[index])
             if augment is not None:
                 try:
                     x = augment(x, generator=generator)
@@ -130,7 +127,7 @@ def recalibrate_batchnorm(model: nn.Module, images, batch_size: int = 256) -> nn
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
         if len(x) > 1:  # batch norm cannot train on a single image
-            model(_to_float(x.to(device)))
+            model(to_float(x.to(device)))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.train(was_training)
