@@ -165,6 +165,25 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
     return ckpt
 
 
+def _warn_if_schedule_changed(scheduler, checkpoint_path) -> None:
+    """Warn when a resumed LambdaLR no longer gives the rate the checkpoint's run had reached.
+
+    A scheduler's state holds its step count, not its formula: a schedule rebuilt for a different
+    length (say 100 epochs instead of 50) silently jumps to another point of another curve.
+    """
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas or not getattr(scheduler, "_last_lr", None):
+        return
+    step = scheduler.last_epoch
+    now = [base * fn(step) for base, fn in zip(scheduler.base_lrs, lambdas)]
+    if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12) for a, b in zip(now, scheduler._last_lr)):
+        warnings.warn(f"The learning-rate schedule differs from the one {checkpoint_path} was trained with: at step "
+                      f"{step} it gives {now[0]:.3g}, the checkpoint's run was at {scheduler._last_lr[0]:.3g}, so the "
+                      f"rate jumps (was the optimiser built for a different number of epochs?). Keep the schedule, or "
+                      f"delete the checkpoint (os.remove({str(checkpoint_path)!r})) and start again.")
+    scheduler._last_lr = now  # continue on this call's schedule, as the warning says
+
+
 def _call_augment(augment, x, generator):
     try:
         return augment(x, generator=generator)
@@ -221,6 +240,7 @@ def pretrain(model, images, augment, *, epochs, batch_size, optimizer, scheduler
         changed = [k for k in ("batch_size", "seed", "n_images") if ckpt["config"].get(k) != config[k]]
         if changed:
             warnings.warn(f"Resuming {checkpoint_path} with a different {', '.join(changed)} than it was started with.")
+        _warn_if_schedule_changed(scheduler, checkpoint_path)
         if start >= epochs:
             print(f"{checkpoint_path} is complete ({start}/{epochs} epochs): returning its history, no training")
             return history

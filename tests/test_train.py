@@ -145,6 +145,21 @@ def test_resume_after_a_crash_gives_exactly_the_uninterrupted_weights(tmp_path, 
     assert all(torch.equal(a, d) for a, d in zip(model_a.state_dict().values(), model_d.state_dict().values()))
 
 
+def test_resuming_with_a_rebuilt_schedule_warns_and_a_kept_one_does_not(tmp_path, recwarn):
+    images, _ = toy_images()  # 4 steps per epoch, as the schedules below are built for
+    ckpt = tmp_path / "run.pt"
+    model, opt, sched = make_run(epochs=3)
+    run(model, opt, sched, images, epochs=1, checkpoint_path=ckpt)  # "the session dies after epoch 1"
+    model, opt, sched = make_run(epochs=3)  # the same schedule: resumes silently
+    run(model, opt, sched, images, epochs=2, checkpoint_path=ckpt)
+    assert not [w for w in recwarn if "schedule" in str(w.message)]
+    model, opt, sched = make_run(epochs=6)  # the student doubled the epochs: the cosine curve changed
+    with pytest.warns(UserWarning, match="schedule differs") as record:
+        history = run(model, opt, sched, images, epochs=6, checkpoint_path=ckpt)
+    assert "delete the checkpoint" in str(record[0].message)
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]  # no work lost
+
+
 def test_a_truncated_checkpoint_gives_an_error_naming_the_file(tmp_path):
     images, _ = toy_images(128)
     ckpt = tmp_path / "truncated.pt"
