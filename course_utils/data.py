@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sys
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -39,6 +40,31 @@ DOWNLOAD_TIMEOUT_S = 30
 
 class StandInDataWarning(UserWarning):
     """Raised (as a warning) whenever a loader returns a stand-in instead of the real data set."""
+
+
+def _install_plain_display() -> None:
+    """Show a StandInDataWarning as ``StandInDataWarning: <message>``, without the file and line.
+
+    Python prefixes a warning with the caller's file and line; in a notebook that is the kernel's
+    temporary cell file (``/tmp/ipykernel_4821/2938.py:1``), which tells a reader nothing. Other warnings
+    keep the default display, and filters (``warnings.simplefilter``, ``pytest.warns``) work as usual.
+    """
+    shown = warnings.showwarning
+    if getattr(shown, "course_utils_plain", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StandInDataWarning):
+            stream = file if file is not None else sys.stderr
+            stream.write(f"{category.__name__}: {message}\n")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    showwarning.course_utils_plain = True
+    warnings.showwarning = showwarning
+
+
+_install_plain_display()
 
 
 class CorruptDataError(RuntimeError):
@@ -102,6 +128,19 @@ def balanced_subset(data: ImageData, per_class: int | None, seed: int = 0) -> Im
         raise ValueError(f"{data.name} has only {int(counts.min())} images in its smallest class; "
                          f"asked for {per_class} per class")
     return data.subset(_balanced_index(data.labels, torch.full_like(counts, per_class), seed))
+
+
+def balanced_index(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
+    """Sorted positions of ``per_class`` random items of every class (the ones ``balanced_subset`` keeps).
+
+    For several random draws of a small labelled set over the same features:
+    ``[balanced_index(data.labels, 10, seed=s) for s in range(5)]``.
+    """
+    labels = torch.as_tensor(labels).cpu()
+    counts = torch.bincount(labels)
+    if per_class < 1 or int(counts[counts > 0].min()) < per_class:
+        raise ValueError(f"cannot draw {per_class} per class: the smallest class has {int(counts[counts > 0].min())}")
+    return _balanced_index(labels, torch.where(counts > 0, per_class, 0), seed)
 
 
 def _balanced_index(labels: torch.Tensor, per_class: torch.Tensor, seed: int) -> torch.Tensor:

@@ -1,6 +1,9 @@
 """The data layer: real data when it can be had, announced stand-ins when not, clear errors on bad files."""
 
 import gzip
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +161,16 @@ def test_balanced_subset_has_exactly_k_per_class(mnist_standin):
         data.balanced_subset(train, 0)
 
 
+def test_balanced_index_matches_balanced_subset_and_differs_between_draws(mnist_standin):
+    train, _ = mnist_standin
+    index = data.balanced_index(train.labels, 10, seed=3)
+    assert torch.equal(train.images[index], data.balanced_subset(train, 10, seed=3).images)
+    assert torch.bincount(train.labels[index]).tolist() == [10] * 10
+    assert not torch.equal(index, data.balanced_index(train.labels, 10, seed=4))
+    with pytest.raises(ValueError, match="smallest class"):
+        data.balanced_index(train.labels, 10_000)
+
+
 def test_to_device_keeps_everything_else(mnist_standin):
     train, _ = mnist_standin
     moved = train.to("cpu")
@@ -170,3 +183,14 @@ def test_imagedata_refuses_wrong_dtypes():
         data.ImageData(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), ["a"], "x", False)
     with pytest.raises(ValueError, match="labels"):
         data.ImageData(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), ["a"], "x", False)
+
+
+def test_stand_in_warning_prints_without_the_callers_temporary_file_path():
+    code = ("import warnings\n"
+            "from course_utils.data import StandInDataWarning\n"
+            "warnings.warn('Using the stand-in', StandInDataWarning)\n"
+            "warnings.warn('something else', UserWarning)\n")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stderr
+    assert "StandInDataWarning: Using the stand-in\n" in err.splitlines(keepends=True)  # the whole line: no path
+    assert "<string>:4: UserWarning: something else" in err  # other warnings keep Python's display
