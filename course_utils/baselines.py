@@ -48,18 +48,20 @@ def _as_matrix(features) -> np.ndarray:
     return flatten_pixels(x) if x.ndim > 2 or x.dtype == np.uint8 else x.astype(np.float32)
 
 
-def pca_features(x, n_components: int = 50, *, seed: int = 0, fit_on=None) -> np.ndarray:
+def pca_features(x, n_components: int = 50, *, seed: int = 0, fit_on=None, whiten: bool = False) -> np.ndarray:
     """Project ``x`` (images N×C×H×W, or features N×D) onto its first ``n_components`` principal components.
 
     The PCA is fitted on ``fit_on`` when given (e.g. the training images, to project the test images
-    with the same axes), else on ``x`` itself. Returns N×n_components float32.
+    with the same axes), else on ``x`` itself. ``whiten=True`` divides each component by its standard
+    deviation, so that every kept direction counts equally in a distance (a few high-variance directions
+    no longer dominate k-means). Returns N×n_components float32.
     """
     from sklearn.decomposition import PCA
 
     x = _as_matrix(x)
     reference = x if fit_on is None else _as_matrix(fit_on)
     n_components = min(n_components, *reference.shape)
-    pca = PCA(n_components=n_components, random_state=seed).fit(reference)
+    pca = PCA(n_components=n_components, whiten=whiten, random_state=seed).fit(reference)
     return pca.transform(x).astype(np.float32)
 
 

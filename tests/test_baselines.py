@@ -38,6 +38,9 @@ def test_pca_features_shape_and_projection_of_new_data():
     projected = pca_features(images[:10], n_components=5, fit_on=images)
     np.testing.assert_allclose(projected, pca[:10], atol=1e-4)
     assert pca_features(images[:4], n_components=50).shape == (4, 4)  # capped by the number of rows
+    white = pca_features(images, n_components=5, whiten=True)
+    np.testing.assert_allclose(white.std(0, ddof=1), 1, rtol=1e-3)  # every kept direction counts equally
+    np.testing.assert_allclose(white * pca.std(0, ddof=1), pca, rtol=1e-3, atol=1e-3)  # same axes, rescaled
 
 
 @pytest.mark.parametrize("method", ["kmeans", "gmm"])
