@@ -181,7 +181,10 @@ def _warn_if_schedule_changed(scheduler, checkpoint_path) -> None:
                       f"{step} it gives {now[0]:.3g}, the checkpoint's run was at {scheduler._last_lr[0]:.3g}, so the "
                       f"rate jumps (was the optimiser built for a different number of epochs?). Keep the schedule, or "
                       f"delete the checkpoint (os.remove({str(checkpoint_path)!r})) and start again.")
-    scheduler._last_lr = now  # continue on this call's schedule, as the warning says
+    # Continue on this call's schedule, as the warning says: the optimiser's restored rates are the old curve's.
+    for group, lr in zip(scheduler.optimizer.param_groups, now):
+        group["lr"] = lr
+    scheduler._last_lr = now
 
 
 def _call_augment(augment, x, generator):
@@ -240,10 +243,10 @@ def pretrain(model, images, augment, *, epochs, batch_size, optimizer, scheduler
         changed = [k for k in ("batch_size", "seed", "n_images") if ckpt["config"].get(k) != config[k]]
         if changed:
             warnings.warn(f"Resuming {checkpoint_path} with a different {', '.join(changed)} than it was started with.")
-        _warn_if_schedule_changed(scheduler, checkpoint_path)
         if start >= epochs:
             print(f"{checkpoint_path} is complete ({start}/{epochs} epochs): returning its history, no training")
             return history
+        _warn_if_schedule_changed(scheduler, checkpoint_path)  # only matters when training goes on
         print(f"resumed from {checkpoint_path} at epoch {start}/{epochs}")
     quiet_env = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
     for epoch in range(start + 1, epochs + 1):

@@ -160,6 +160,23 @@ def test_resuming_with_a_rebuilt_schedule_warns_and_a_kept_one_does_not(tmp_path
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]  # no work lost
 
 
+def test_a_rebuilt_schedule_takes_over_from_the_first_resumed_step():
+    from course_utils.train import _warn_if_schedule_changed
+
+    model, opt, sched = make_run(epochs=3)
+    for _ in range(8):  # two epochs of 4 steps
+        opt.step()
+        sched.step()
+    state = opt.state_dict(), sched.state_dict()
+    model, opt, sched = make_run(epochs=6)
+    opt.load_state_dict(state[0])
+    sched.load_state_dict(state[1])
+    with pytest.warns(UserWarning, match="schedule differs"):
+        _warn_if_schedule_changed(sched, "run.pt")
+    expected = 3e-3 * warmup_cosine(8, 4, 24)  # step 8 of the 6-epoch curve, not of the 3-epoch one
+    assert [group["lr"] for group in opt.param_groups] == pytest.approx([expected] * len(opt.param_groups))
+
+
 def test_a_truncated_checkpoint_gives_an_error_naming_the_file(tmp_path):
     images, _ = toy_images(128)
     ckpt = tmp_path / "truncated.pt"
