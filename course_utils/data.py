@@ -121,25 +121,24 @@ def balanced_subset(data: ImageData, per_class: int | None, seed: int = 0) -> Im
     """``per_class`` randomly chosen images of every class (all images when ``per_class`` is None)."""
     if per_class is None:
         return data
-    if per_class < 1:
-        raise ValueError(f"per_class must be a positive number of labels per class, got {per_class}")
-    counts = torch.bincount(data.labels.cpu(), minlength=len(data.classes))
-    if int(counts.min()) < per_class:
-        raise ValueError(f"{data.name} has only {int(counts.min())} images in its smallest class; "
-                         f"asked for {per_class} per class")
-    return data.subset(_balanced_index(data.labels, torch.full_like(counts, per_class), seed))
+    return data.subset(balanced_index(data.labels, per_class, seed, n_classes=len(data.classes), name=data.name))
 
 
-def balanced_index(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
+def balanced_index(labels: torch.Tensor, per_class: int, seed: int = 0, *, n_classes: int | None = None,
+                   name: str = "the data") -> torch.Tensor:
     """Sorted positions of ``per_class`` random items of every class (the ones ``balanced_subset`` keeps).
 
     For several random draws of a small labelled set over the same features:
-    ``[balanced_index(data.labels, 10, seed=s) for s in range(5)]``.
+    ``[balanced_index(data.labels, 10, seed=s) for s in range(5)]``. Classes are the label values present,
+    or ``range(n_classes)`` when given (then an empty class is an error).
     """
+    if per_class < 1:
+        raise ValueError(f"per_class must be a positive number of labels per class, got {per_class}")
     labels = torch.as_tensor(labels).cpu()
-    counts = torch.bincount(labels)
-    if per_class < 1 or int(counts[counts > 0].min()) < per_class:
-        raise ValueError(f"cannot draw {per_class} per class: the smallest class has {int(counts[counts > 0].min())}")
+    counts = torch.bincount(labels, minlength=n_classes or 0)
+    smallest = int((counts if n_classes else counts[counts > 0]).min())
+    if smallest < per_class:
+        raise ValueError(f"{name} has only {smallest} images in its smallest class; asked for {per_class} per class")
     return _balanced_index(labels, torch.where(counts > 0, per_class, 0), seed)
 
 
