@@ -1,6 +1,7 @@
 """Specification of chapter 2's self-check, check_training_step: a correct SimCLR step passes; the usual
 mistakes fail with a hint that names them; a student's exception never escapes the check."""
 
+import pytest
 import torch
 
 from course_utils.checks import check_training_step
@@ -51,34 +52,23 @@ def mistake(**kwargs):
         model, batch, augment, optimizer, temperature, **kwargs)
 
 
-def test_one_view_used_twice_fails(capsys):
-    passed, out = run(mistake(views=1), capsys)
-    assert passed is False and "augment was called 1 time" in out
+# Each usual mistake, and the phrases its hint must contain.
+MISTAKES = {
+    "one view used twice": (dict(views=1), ["augment was called 1 time"]),
+    "two forward passes": (dict(passes=2), ["ONE forward pass"]),
+    "returning a tensor": (dict(as_tensor=True), ["loss.item()"]),
+    "loss on h instead of z": (dict(use_h=True), ["you used h"]),
+    "ignoring the temperature": (dict(ignore_temperature=True), ["ignored the temperature"]),
+    "no zero_grad (fails on the second step)": (dict(zero_grad=False), ["FAIL on step 2", "zero_grad"]),
+}
 
 
-def test_two_forward_passes_fail(capsys):
-    passed, out = run(mistake(passes=2), capsys)
-    assert passed is False and "ONE forward pass" in out
-
-
-def test_returning_a_tensor_fails(capsys):
-    passed, out = run(mistake(as_tensor=True), capsys)
-    assert passed is False and "loss.item()" in out
-
-
-def test_loss_on_h_instead_of_z_fails(capsys):
-    passed, out = run(mistake(use_h=True), capsys)
-    assert passed is False and "you used h" in out
-
-
-def test_ignoring_the_temperature_fails(capsys):
-    passed, out = run(mistake(ignore_temperature=True), capsys)
-    assert passed is False and "ignored the temperature" in out
-
-
-def test_missing_zero_grad_fails_on_the_second_step(capsys):
-    passed, out = run(mistake(zero_grad=False), capsys)
-    assert passed is False and "FAIL on step 2" in out and "zero_grad" in out
+@pytest.mark.parametrize("kwargs, phrases", MISTAKES.values(), ids=MISTAKES.keys())
+def test_a_usual_mistake_fails_with_a_hint_that_names_it(kwargs, phrases, capsys):
+    passed, out = run(mistake(**kwargs), capsys)
+    assert passed is False
+    for phrase in phrases:
+        assert phrase in out
 
 
 def test_no_optimizer_step_fails(capsys):
