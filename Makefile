@@ -11,14 +11,14 @@ CONSTRAINTS := requirements/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup book test unit notebooks book-check labs bench clean
+.PHONY: setup book test labs bench gpu-check clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23" "setuptools>=77" wheel
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[book,test]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[book,test,instructor]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -39,8 +39,12 @@ labs: setup
 
 # Speed and accuracy figures, written to benchmarks/results.json (QUICK=1 for a short run).
 bench: setup
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[bench]"
 	$(PY) benchmarks/run_all.py $(if $(QUICK),--quick,)
+
+# On a machine with a CUDA GPU: chapter 4 in the gpu profile cut to a few epochs, and the training and
+# augmentation benchmarks, merged into benchmarks/results.json. Without a GPU it says so and stops.
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf _build labs

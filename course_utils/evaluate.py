@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from . import config
+from .augment import to_float
+from .data import as_numpy
 
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 MIN_VAL_PER_CLASS = 20  # fewer hold-out examples of a class than this: use k-fold cross-validation
@@ -28,10 +30,6 @@ MIN_VAL_PER_CLASS = 20  # fewer hold-out examples of a class than this: use k-fo
 def _as_tensor(x, dtype=None) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     return t if dtype is None else t.to(dtype)
-
-
-def _as_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 # --- Features ------------------------------------------------------------------------------------
@@ -58,7 +56,7 @@ def extract_features(encoder: torch.nn.Module, images, *, batch_size: int = 512,
         chunks = []
         for start in range(0, len(images), batch_size):
             x = images[start:start + batch_size].to(device, non_blocking=True)
-            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+            x = to_float(x)
             h = encoder(x)
             if isinstance(h, (tuple, list)):
                 raise TypeError("the encoder returned a tuple; pass the backbone alone (e.g. model.encoder)")
@@ -129,7 +127,7 @@ def _splits(y: np.ndarray, val_fraction: float, seed: int):
 
 
 def linear_probe(train_features, train_labels, test_features, test_labels, *, val_fraction: float = 0.2,
-                 weight_decays=DEFAULT_WEIGHT_DECAYS, epochs: int = 100, seed: int = 0,
+                 weight_decays=DEFAULT_WEIGHT_DECAYS, max_iter: int = 100, seed: int = 0,
                  device=None) -> ProbeResult:
     """Linear evaluation: softmax regression on standardised frozen features (N×D arrays or tensors).
 
@@ -139,14 +137,14 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, va
        the hold-out would hold fewer than 20 examples of a class (small label budgets, e.g. 10 per class).
        Ties go to the stronger regularisation.
     3. Refit on all training data with the best strength; predict the test set once.
-    ``epochs`` is the number of full-batch L-BFGS iterations (each one pass over the data). ``seed``
+    ``max_iter`` is the number of full-batch L-BFGS iterations (each one pass over the data). ``seed``
     fixes the splits; the fit itself is deterministic (a convex problem started at zero).
     """
     device = torch.device(device) if device is not None else config.get_device()
     x_train = _as_tensor(train_features, torch.float32).to(device).reshape(len(train_features), -1)
     x_test = _as_tensor(test_features, torch.float32).to(device).reshape(len(test_features), -1)
-    y_train_np = _as_numpy(train_labels).astype(np.int64).ravel()
-    y_test_np = _as_numpy(test_labels).astype(np.int64).ravel()
+    y_train_np = as_numpy(train_labels).astype(np.int64).ravel()
+    y_test_np = as_numpy(test_labels).astype(np.int64).ravel()
     if len(x_train) != len(y_train_np) or len(x_test) != len(y_test_np):
         raise ValueError(f"features and labels differ in length: train {len(x_train)} vs {len(y_train_np)}, "
                          f"test {len(x_test)} vs {len(y_test_np)}")
@@ -168,13 +166,13 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, va
     if device.type == "cpu" and x_train.numel() < 2_000_000:
         torch.set_num_threads(1)
     try:
-        return _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decays, val_fraction, epochs,
-                               seed)
+        return _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decays, val_fraction,
+                               max_iter, seed)
     finally:
         torch.set_num_threads(threads)
 
 
-def _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decays, val_fraction, epochs, seed):
+def _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decays, val_fraction, max_iter, seed):
     y_train_np = y_train.cpu().numpy()
     val_scores, selection = {}, "not selected (one weight decay given)"
     if len(weight_decays) > 1:
@@ -185,12 +183,12 @@ def _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decay
             accs = []
             for k, (fit_idx, val_idx) in enumerate(splits):
                 fit_idx, val_idx = torch.as_tensor(fit_idx, device=device), torch.as_tensor(val_idx, device=device)
-                w, b = starts[k] = _fit_softmax(x_train[fit_idx], y_train[fit_idx], n_classes, wd, epochs, starts[k])
+                w, b = starts[k] = _fit_softmax(x_train[fit_idx], y_train[fit_idx], n_classes, wd, max_iter, starts[k])
                 accs.append((_predict(x_train[val_idx], w, b) == y_train[val_idx]).float().mean().item())
             val_scores[wd] = float(np.mean(accs))
     chosen = max(weight_decays, key=lambda wd: val_scores.get(wd, 0.0))  # max() keeps the first (strongest) tie
 
-    w, b = _fit_softmax(x_train, y_train, n_classes, chosen, epochs)
+    w, b = _fit_softmax(x_train, y_train, n_classes, chosen, max_iter)
     predictions = _predict(x_test, w, b).cpu().numpy()
     correct = predictions == y_test_np
     per_class = np.array([correct[y_test_np == c].mean() if (y_test_np == c).any() else np.nan
@@ -212,6 +210,8 @@ def knn_predict(train_features, train_labels, test_features, *, k: int = 200, te
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k is the number of neighbours that vote and must be an integer >= 1, got {k!r}")
     bank = F.normalize(_as_tensor(train_features).float(), dim=1)
     queries = F.normalize(_as_tensor(test_features).float().to(bank.device), dim=1)
     labels = _as_tensor(train_labels).long().to(bank.device)
@@ -246,7 +246,7 @@ def cluster_accuracy(y_true, y_pred) -> float:
     """
     from scipy.optimize import linear_sum_assignment
 
-    y_true, y_pred = _as_numpy(y_true).ravel(), _as_numpy(y_pred).ravel()
+    y_true, y_pred = as_numpy(y_true).ravel(), as_numpy(y_pred).ravel()
     if len(y_true) != len(y_pred):
         raise ValueError(f"y_true has {len(y_true)} entries but y_pred has {len(y_pred)}")
     if len(y_true) == 0:
@@ -264,7 +264,7 @@ def clustering_scores(y_true, y_pred) -> dict:
     """{"acc": Hungarian accuracy, "nmi": normalised mutual information, "ari": adjusted Rand index}."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    y_true, y_pred = _as_numpy(y_true).ravel(), _as_numpy(y_pred).ravel()
+    y_true, y_pred = as_numpy(y_true).ravel(), as_numpy(y_pred).ravel()
     return {"acc": cluster_accuracy(y_true, y_pred),
             "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
             "ari": float(adjusted_rand_score(y_true, y_pred))}

@@ -38,6 +38,12 @@ def _check(z1, z2, temperature) -> None:
             or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a positive number (typical values are 0.1–1.0), "
                          f"got {temperature!r}")
+
+
+
+def _check_finite(z1, z2) -> None:
+    # Reading a GPU tensor's value makes the CPU wait for the GPU: train.pretrain skips this check per
+    # step (check_finite=False) and checks its summed loss every few steps instead.
     if not (torch.isfinite(z1).all() and torch.isfinite(z2).all()):
         raise ValueError("z1 or z2 contains inf or NaN: training has probably diverged "
                          "(lower the learning rate; with float16 use a GradScaler)")
@@ -60,7 +66,7 @@ def _nt_xent_from_ids(z: torch.Tensor, ids: torch.Tensor, temperature: float) ->
         return per_anchor.mean()
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, *, check_finite: bool = True) -> torch.Tensor:
     r"""NT-Xent loss of SimCLR (Chen et al. 2020, eq. 1), vectorised.
 
     L = \frac{1}{2N} \sum_{i=1}^{2N} -\log \frac{\exp(\mathrm{sim}(z_i, z_{j(i)})/t)}
@@ -73,6 +79,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
             Any float dtype; the loss is computed in float32 (float64 stays float64), also under
             autocast. N ≥ 2 (one pair has no negatives).
         temperature: t > 0; typical values 0.1–1.0 (SimCLR uses 0.5 for CIFAR-10, solo-learn 0.2).
+        check_finite: raise a clear error when z1 or z2 holds inf or NaN (a diverged run). It reads a
+            value back from the device, a synchronisation: the training loop turns it off.
     Returns:
         A scalar tensor, between 0 and about log(2N−1) + 2/t.
 
@@ -85,6 +93,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
         (torch.Size([]), torch.Size([8, 128]))
     """
     _check(z1, z2, temperature)
+    if check_finite:
+        _check_finite(z1, z2)
     ids = torch.arange(len(z1), device=z1.device).repeat(2)  # row i and row i+N share sample id i
     return _nt_xent_from_ids(torch.cat([z1, z2]), ids, temperature)
 
@@ -92,10 +102,11 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
 def nt_xent_naive(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """The same loss as `nt_xent`, one anchor at a time: slow, but each line is one symbol of eq. 1.
 
-    Uses exp() literally, so it overflows in float32 for t below about 0.012 (exp(1/t) > 3.4e38):
+    Uses exp() literally, so it overflows in float32 for t below 1/88.7 ≈ 0.0113 (exp(1/t) > 3.4e38):
     that is why `nt_xent` uses log-sum-exp instead.
     """
     _check(z1, z2, temperature)
+    _check_finite(z1, z2)
     n = len(z1)
     z = torch.cat([z1, z2]).to(torch.promote_types(z1.dtype, torch.float32))
     u = z / z.norm(dim=1, keepdim=True)  # unit rows: dot products are cosine similarities

@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from .augment import to_float
+
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     # No conv bias: the batch norm that follows has its own shift, a bias would be redundant.
@@ -128,6 +130,6 @@ class SimCLRModel(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"Expected a batch of images N×C×H×W, got a tensor of shape {tuple(x.shape)}.")
         if x.dtype == torch.uint8:
-            x = x.float().div_(255)
+            x = to_float(x)
         h = self.encoder(x)
         return h, self.head(h)

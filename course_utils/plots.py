@@ -11,6 +11,9 @@ import matplotlib.pyplot as plt  # no matplotlib.use(): the caller (or MPLBACKEN
 import numpy as np
 import torch
 
+from .augment import to_float
+from .data import as_numpy
+
 WIDTH = 8.0  # inches: the width of the book's text column
 
 
@@ -22,15 +25,9 @@ def data_title(data, what: str = "") -> str:
     return f"{what}: {name}" if what else name
 
 
-def _numpy(x) -> np.ndarray:
-    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
 def _image(x) -> np.ndarray:
     """One C×H×W image (uint8 or float in [0, 1]) -> H×W or H×W×3 float array for imshow."""
-    x = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    x = x.clamp(0, 1)
+    x = to_float(torch.as_tensor(as_numpy(x))[None])[0].clamp(0, 1)
     return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
 
 
@@ -117,7 +114,7 @@ def _embed_2d(features, seed: int, n_neighbors: int, method: str = "umap"):
     """N×D -> N×2 by UMAP (its first call in a process compiles numba code: tens of seconds), or PCA."""
     if method not in ("umap", "pca"):
         raise ValueError(f"method must be 'umap' or 'pca', got {method!r}")
-    x = _numpy(features).reshape(len(features), -1)
+    x = as_numpy(features).reshape(len(features), -1)
     if method == "umap":
         try:
             import umap
@@ -135,7 +132,7 @@ def _embed_2d(features, seed: int, n_neighbors: int, method: str = "umap"):
 
 
 def _scatter(ax, xy, labels, classes, method):
-    labels = _numpy(labels).astype(int).ravel()
+    labels = as_numpy(labels).astype(int).ravel()
     cmap = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
     for c in np.unique(labels):
         mask = labels == c
@@ -184,7 +181,7 @@ def confusion_matrix_plot(y_true, y_pred, classes, title: str | None = None, nor
     """Confusion matrix (rows: true class, columns: predicted), each row normalised to sum to 1 by default."""
     from sklearn.metrics import confusion_matrix
 
-    matrix = confusion_matrix(_numpy(y_true).ravel(), _numpy(y_pred).ravel(), labels=np.arange(len(classes)))
+    matrix = confusion_matrix(as_numpy(y_true).ravel(), as_numpy(y_pred).ravel(), labels=np.arange(len(classes)))
     if normalize:
         matrix = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     if ax is None:
@@ -235,7 +232,7 @@ def similarity_heatmap(sim, positives=None, title: str | None = None, ax=None):
     ``positives``: an N×N boolean mask or a list of (row, column) index pairs, outlined in black. Entries that
     are not finite (a masked diagonal set to -inf or NaN) are drawn dark grey.
     """
-    sim = _numpy(sim).astype(float)
+    sim = as_numpy(sim).astype(float)
     if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
         raise ValueError(f"sim must be a square N×N matrix, got shape {sim.shape}")
     sim = np.where(np.isfinite(sim), sim, np.nan)

@@ -1,56 +1,41 @@
 """The supervised baseline of linear evaluation: the same network, trained from scratch on the same labels.
 
-    index = label_subset(train.labels, 0.1, seed=0)              # 10% of the labels, class-balanced
+    index = subset_index(train.labels, fraction=0.1, seed=0, min_per_class=2)   # 10% of the labels
     model = train_supervised(build_encoder("mnist"), train.images[index], train.labels[index],
-                             epochs=5, batch_size=128, lr=1e-3, augment=mnist_augment())
+                             steps=300, batch_size=128, lr=1e-3, augment=mnist_augment())
     accuracy(model, test.images, test.labels)                   # test accuracy in [0, 1]
 
 SimCLR's question (Chen et al. 2020, §4 and Table 7) is whether pretraining on unlabelled images helps
 when labels are few: this is what the pretrained features are compared with. Plain cross-entropy,
-AdamW with a cosine schedule, optional augmentation of every batch; no pretraining of any kind.
+AdamW with a cosine schedule, optional augmentation of every batch, mixed precision on a GPU (as
+``train.pretrain``); no pretraining of any kind. The budget is in optimiser steps, like every training
+in the course, so 1% of the labels is not also 1% of the compute.
 """
 
 from __future__ import annotations
 
-import math
+import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import config
-from .augment import to_float
+from .augment import call_augment, to_float
+from .train import mixed_precision
 
 
-def label_subset(labels, fraction: float, seed: int = 0) -> torch.Tensor:
-    """Sorted indices (int64) of a class-balanced random ``fraction`` of ``labels`` (N int labels).
-
-    Every class keeps round(fraction × its count) examples, at least 2 (so that a regularisation strength
-    can still be chosen by cross-validation on the labelled examples). ``fraction=1.0``: all indices.
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], e.g. 0.01 for 1% of the labels; got {fraction}")
-    labels = torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)).long()
-    generator = torch.Generator().manual_seed(seed)
-    chosen = []
-    for c in labels.unique():
-        members = (labels == c).nonzero().flatten()
-        keep = min(len(members), max(2, round(fraction * len(members))))
-        chosen.append(members[torch.randperm(len(members), generator=generator)[:keep]])
-    return torch.cat(chosen).sort().values
-
-
-def train_supervised(encoder: nn.Module, images, labels, *, epochs: int, batch_size: int, lr: float,
+def train_supervised(encoder: nn.Module, images: torch.Tensor, labels, *, steps: int, batch_size: int, lr: float,
                      augment=None, seed: int = 0, device=None, n_classes: int | None = None,
-                     weight_decay: float = 5e-4, progress: bool = True) -> nn.Module:
+                     weight_decay: float = 5e-4, amp="auto", progress: bool = True) -> nn.Module:
     """Train ``encoder`` plus a linear head end to end with cross-entropy; return ``nn.Sequential(encoder, head)``.
 
     images  N×C×H×W, uint8 or float in [0, 1].  labels  int64, N.
     The head is ``nn.Linear(encoder.feature_dim, n_classes)`` (``n_classes`` defaults to labels.max() + 1).
-    Each epoch visits a random permutation in batches of ``batch_size`` (capped at N; a last batch of a
-    single image is skipped, since batch norm cannot train on one image). ``augment`` (batch -> batch in
-    [0, 1]) is applied to every batch when given. AdamW, cosine decay of ``lr`` to 0 over all steps.
+    ``steps`` optimiser steps on batches of ``batch_size`` (capped at N) drawn from a fresh random permutation
+    each pass over the data. ``augment`` (batch -> batch in [0, 1]) is applied to every batch when given.
+    AdamW, cosine decay of ``lr`` to 0 over the steps; ``amp`` as in ``train.mixed_precision``.
+    With ``progress``, prints the expected time after the first steps, measured, and the loss a few times.
     The model is returned in eval mode; its output is N×n_classes logits.
     """
     images = getattr(images, "images", images)
@@ -60,8 +45,8 @@ def train_supervised(encoder: nn.Module, images, labels, *, epochs: int, batch_s
     if len(images) != len(labels) or len(images) < 2:
         raise ValueError(f"need at least 2 images with one label each; got {len(images)} images and "
                          f"{len(labels)} labels")
-    if epochs < 1 or batch_size < 2 or lr <= 0:
-        raise ValueError(f"epochs must be ≥ 1, batch_size ≥ 2 and lr > 0; got {epochs}, {batch_size}, {lr}")
+    if steps < 1 or batch_size < 2 or lr <= 0:
+        raise ValueError(f"steps must be ≥ 1, batch_size ≥ 2 and lr > 0; got {steps}, {batch_size}, {lr}")
     feature_dim = getattr(encoder, "feature_dim", None)
     if feature_dim is None:
         raise TypeError("the encoder has no .feature_dim attribute (SmallCNN and resnet18_cifar have one)")
@@ -76,36 +61,53 @@ def train_supervised(encoder: nn.Module, images, labels, *, epochs: int, batch_s
     model = nn.Sequential(encoder, head).to(device)
     images, labels = images.to(device), labels.to(device)
     batch_size = min(batch_size, len(images))
-    steps_per_epoch = math.ceil(len(images) / batch_size)
+    dtype, scaler = mixed_precision(device, amp)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     generator = torch.Generator(device=device).manual_seed(seed)
+    batches = _batches(len(images), batch_size, generator, device)
+    report_every, total, since, t0 = max(1, steps // 5), torch.zeros((), device=device), 0, time.perf_counter()
     model.train()
-    for epoch in range(1, epochs + 1):
-        total, seen = 0.0, 0
-        perm = torch.randperm(len(images), generator=generator, device=device)
-        for start in range(0, len(images), batch_size):
-            index = perm[start:start + batch_size]
-            if len(index) < 2:
-                continue
-            x = to_float(images[index])
-            if augment is not None:
-                try:
-                    x = augment(x, generator=generator)
-                except TypeError:
-                    x = augment(x)
-            loss = F.cross_entropy(model(x), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total, seen = total + loss.item() * len(index), seen + len(index)
-        if progress:
-            print(f"supervised epoch {epoch}/{epochs}: loss {total / max(seen, 1):.4f}")
+    for step in range(1, steps + 1):
+        index = next(batches)
+        x = to_float(images[index])
+        if augment is not None:
+            x = call_augment(augment, x, generator)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total, since = total + loss.detach(), since + 1
+        if progress and step == min(3, steps):
+            per_step = (time.perf_counter() - t0) / step if device.type == "cpu" else _synced_time(t0) / step
+            print(f"supervised: {steps} steps of batch {batch_size}, expected {steps * per_step:.0f} s "
+                  f"({per_step:.3g} s/step measured on the first {step}, {str(dtype or torch.float32)[6:]})")
+        if progress and (step % report_every == 0 or step == steps):
+            print(f"supervised step {step}/{steps}: mean loss {total.item() / since:.4f}")
+            total, since = torch.zeros((), device=device), 0
     # After a few dozen steps the batch-norm running averages still remember the first, untrained
     # batches, and eval mode then predicts one class for everything: measure them on the data instead.
     recalibrate_batchnorm(model, images, batch_size)
     return model.eval()
+
+
+def _synced_time(t0: float) -> float:
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator, device):
+    """Index batches of a fresh random permutation per pass, forever; a last batch of one image is skipped
+    (batch norm cannot train on a single image)."""
+    while True:
+        perm = torch.randperm(n, generator=generator, device=device)
+        for start in range(0, n, batch_size):
+            if n - start >= 2:
+                yield perm[start:start + batch_size]
 
 
 @torch.no_grad()

@@ -1,9 +1,13 @@
 """One SimCLR pretraining loop for every encoder, with checkpoint/resume, mixed precision and a
-progress bar; plus the optimizer recipes (LARS or Adam, linear warm-up then cosine).
+progress display; plus the optimizer recipes (LARS or Adam, linear warm-up then cosine).
 
 Each step takes a batch of images, makes two augmented views, sends BOTH views through the
 model in one forward pass (one batch norm over all 2N views, the single-GPU equivalent of the
 paper's global batch norm), and minimises NT-Xent between the two sets of projections.
+
+The step never waits for the GPU: the loss is summed on the device and read (one synchronisation)
+only every ``sync_every`` steps, for the progress display and the divergence check. (With fp16 the
+GradScaler itself reads one flag per step; bf16 and fp32 need no scaler.)
 
 References: Chen et al. 2020 (SimCLR); You et al. 2017 (LARS); da Costa et al. 2022, JMLR
 (solo-learn: the CIFAR-10 ResNet-18 recipe used by ``simclr_optimizer(recipe="lars")``).
@@ -14,16 +18,19 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn as nn
 from tqdm import tqdm
 
-from course_utils.config import amp_dtype
+from course_utils.augment import call_augment
+from course_utils.config import amp_dtype, live_progress
 
 CHECKPOINT_FORMAT = "course_utils.train/1"
 
@@ -110,21 +117,91 @@ def simclr_optimizer(model: torch.nn.Module, *, batch_size: int, epochs: int, st
     return optimizer, scheduler
 
 
+def mixed_precision(device: torch.device | str, amp="auto") -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """(autocast dtype or None, GradScaler) for training on ``device``.
+
+    amp  "auto" (or True): ``config.amp_dtype(device)``: bf16 at compute capability ≥ 8.0, fp16 below it,
+         fp32 (None) on a CPU; False or None: fp32; or a dtype (torch.bfloat16 / torch.float16), which also
+         works on a CPU (CPU autocast supports both; the course's tests use it to run the GPU paths).
+    The scaler is enabled exactly when the dtype is fp16, whose 5-bit exponent lets small gradients
+    underflow to zero unless the loss is scaled up first.
+    """
+    device = torch.device(device)
+    dtype = amp_dtype(device) if amp in ("auto", True) else (amp or None)
+    if dtype not in (None, torch.float16, torch.bfloat16):
+        raise ValueError(f"amp must be 'auto', False, torch.bfloat16 or torch.float16, got {amp!r}")
+    return dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def make_step(model: nn.Module, augment: Callable, optimizer: torch.optim.Optimizer, scheduler=None, *,
+              temperature: float, amp="auto", channels_last="auto", compile_model: bool = False,
+              loss_fn: Callable | None = None):
+    """The SimCLR training step as a function ``step(x, generator) -> loss`` (a 0-d tensor on the device,
+    not synchronised), and the GradScaler it uses. ``pretrain`` runs it; ``measure`` times it.
+
+    x: a batch of N images (uint8 or float, on the model's device). Two views of each, one forward pass
+    over the 2N views, NT-Xent on the projections z (in fp32), a (scaled) backward pass, an optimiser
+    step, a scheduler step. See ``pretrain`` for the arguments.
+    """
+    device = next(model.parameters()).device
+    dtype, scaler = mixed_precision(device, amp)
+    use_cl = channels_last is True or (channels_last == "auto" and device.type == "cuda")
+    memory_format = torch.channels_last if use_cl else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    forward = torch.compile(model) if compile_model else model
+    if loss_fn is None:
+        from course_utils.losses import nt_xent
+
+        loss_fn = partial(nt_xent, check_finite=False)  # checked every sync_every steps instead: no sync
+
+    def step(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        views = torch.cat([call_augment(augment, x, generator), call_augment(augment, x, generator)])
+        views = views.contiguous(memory_format=memory_format)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            _, z = forward(views)  # one forward pass, one batch norm over both views
+        z1, z2 = z.float().chunk(2)  # row i of z1 and row i of z2: the two views of image i
+        loss = loss_fn(z1, z2, temperature)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step.last_lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+        if scheduler is not None:
+            scheduler.step()
+        return loss.detach()
+
+    step.scaler, step.dtype, step.memory_format = scaler, dtype, memory_format
+    return step
+
+
+# --- Checkpoints ------------------------------------------------------------------------------------
+
 def _rng_state(generator: torch.Generator) -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "generator": generator.get_state(), "python": random.getstate(),
+    return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
+            "generator_device": generator.device.type, "python": random.getstate(),
             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}  # fmt: skip
 
 
-def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+def _set_rng_state(state: dict, generator: torch.Generator, fallback_seed: int) -> bool:
+    """Restore the random state of a checkpoint; False when its generator came from another kind of
+    device (a CUDA generator's state does not fit a CPU one, and vice versa): the generator is then
+    seeded afresh from ``fallback_seed`` and the run continues with other, equally random, views."""
     torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    saved = state["generator"]
+    same_kind = state.get("generator_device", "cpu") == generator.device.type
+    if same_kind and saved.numel() == generator.get_state().numel():
+        generator.set_state(saved)
+        return True
+    generator.manual_seed(fallback_seed)
+    return False
 
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, *, scaler=None, generator=None,
@@ -136,7 +213,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, scaler=None,
     state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "history": list(history), "config": dict(config or {}),
              "model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
              "scheduler": scheduler.state_dict() if scheduler else None,
-             "scaler": scaler.state_dict() if scaler else None,
+             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
              "rng": _rng_state(generator or torch.Generator())}  # fmt: skip
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -145,7 +222,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, scaler=None,
 
 def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
     """Restore ``model`` (and optimizer, scheduler when given) from ``path``; return the checkpoint
-    dict (keys: epoch, history, config, scaler, rng, ...)."""
+    dict (keys: epoch, history, config, scaler, rng, ...). Tensors are loaded onto the CPU first, so a
+    checkpoint written on a GPU loads on a CPU and the other way round."""
     fix = f"Delete it to start over: os.remove({str(path)!r})."
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -156,7 +234,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
     try:
         model.load_state_dict(ckpt["model"])
         if optimizer is not None and ckpt["optimizer"] is not None:
-            optimizer.load_state_dict(ckpt["optimizer"])
+            optimizer.load_state_dict(ckpt["optimizer"])  # moves the state to the parameters' device
         if scheduler is not None and ckpt["scheduler"] is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
     except (RuntimeError, ValueError, KeyError) as err:
@@ -187,30 +265,62 @@ def _warn_if_schedule_changed(scheduler, checkpoint_path) -> None:
     scheduler._last_lr = now
 
 
-def _call_augment(augment, x, generator):
-    try:
-        return augment(x, generator=generator)
-    except TypeError as err:  # an augmentation without a generator= keyword: uses the global RNG
-        if "generator" not in str(err):
-            raise
-        return augment(x)
+def _resume(checkpoint_path, model, optimizer, scheduler, scaler, generator, config: dict, epochs: int):
+    """Load a checkpoint into the run; return (history, first epoch to train). Says what changed."""
+    ckpt = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
+    history, start = ckpt["history"], ckpt["epoch"]
+    if ckpt["scaler"] and scaler.is_enabled():
+        scaler.load_state_dict(ckpt["scaler"])
+    saved = ckpt["config"]
+    if not _set_rng_state(ckpt["rng"], generator, fallback_seed=config["seed"] * 1_000_003 + start):
+        print(f"note: {checkpoint_path} was written on {ckpt['rng'].get('generator_device', 'cpu')}, and this run is "
+              f"on {generator.device.type}: its random generator cannot move across, so training continues with a "
+              "freshly seeded one (other random views and batches; the model, optimiser and schedule are restored).")
+    elif saved.get("device") not in (None, config["device"]) or saved.get("precision") not in (None, config["precision"]):
+        print(f"note: {checkpoint_path} was written on {saved.get('device')} ({saved.get('precision')}); "
+              f"continuing on {config['device']} ({config['precision']}).")
+    changed = [k for k in ("batch_size", "seed", "n_images") if saved.get(k) != config[k]]
+    if changed:
+        warnings.warn(f"Resuming {checkpoint_path} with a different {', '.join(changed)} than it was started with.")
+    return history, start
 
 
-def pretrain(model, images, augment, *, epochs, batch_size, optimizer, scheduler=None, temperature=0.5,
-             checkpoint_path=None, monitor=None, monitor_every=1, amp="auto", channels_last="auto",
-             compile=False, seed=0, progress=True, loss_fn=None) -> list[dict]:  # fmt: skip
+# --- The loop ---------------------------------------------------------------------------------------
+
+def _progress_mode(progress: bool) -> str:
+    """"bar" (a live tqdm bar: Jupyter, Colab, a terminal), "lines" (a line per epoch or so: the book build,
+    CI logs, TQDM_DISABLE=1) or "off". $COURSE_PROGRESS=bar|lines|off decides when set."""
+    if not progress:
+        return "off"
+    chosen = os.environ.get("COURSE_PROGRESS", "").strip().lower()
+    if chosen in ("bar", "lines", "off"):
+        return chosen
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+    return "bar" if live_progress() and not quiet else "lines"
+
+
+def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epochs: int, batch_size: int,
+             optimizer: torch.optim.Optimizer, scheduler=None, temperature: float = 0.5,
+             checkpoint_path: str | Path | None = None, monitor: Callable | None = None, monitor_every: int = 1,
+             amp="auto", channels_last="auto", compile_model: bool = False, seed: int = 0, progress: bool = True,
+             loss_fn: Callable | None = None, sync_every: int = 10) -> list[dict]:  # fmt: skip
     """Pretrain ``model`` (a ``SimCLRModel``: x -> (h, z)) with NT-Xent; return the history.
 
     images   uint8 tensor N×C×H×W (moved to the model's device if needed); each epoch visits a
              random permutation in batches of ``batch_size`` (the last partial batch is dropped).
     augment  callable, batch -> augmented float batch in [0, 1]; called twice per batch, with
              ``generator=`` when it accepts it, so a resumed run draws the same views.
-    amp      "auto": bf16 autocast where supported, fp16 + GradScaler on older GPUs, fp32 on CPU;
-             False for fp32, or a torch dtype.
+    amp      "auto": bf16 autocast at compute capability ≥ 8.0, fp16 + GradScaler on older GPUs, fp32 on
+             a CPU; False for fp32, or a torch dtype (see ``mixed_precision``).
+    channels_last  "auto" (on a GPU), True or False: the memory layout tensor-core convolutions want.
+    compile_model  run the model through ``torch.compile`` (minutes of compiling, then faster steps).
     checkpoint_path  saved after every epoch; if it exists, training resumes from it (a finished
              run returns its history at once). On a CPU a resumed run ends bit-identical to an
-             uninterrupted one with the same seed.
+             uninterrupted one with the same seed. A checkpoint from another device type resumes too.
     monitor  ``monitor(model) -> accuracy``, called every ``monitor_every`` epochs and at the end.
+    loss_fn  ``loss_fn(z1, z2, temperature)``; default ``losses.nt_xent``.
+    sync_every  read the loss from the device (for the progress display and the divergence check) every
+             this many steps, and at the end of every epoch; the steps in between never wait for the GPU.
     History: one dict per epoch: epoch, loss (mean over steps), lr (of the last step),
              images_per_s, seconds (training time, without the monitor), knn_acc (monitor epochs).
     ``images_per_s`` counts source images; each is seen twice (two views) per epoch.
@@ -221,100 +331,59 @@ def pretrain(model, images, augment, *, epochs, batch_size, optimizer, scheduler
     n = len(images)
     if not 1 < batch_size <= n:
         raise ValueError(f"batch_size must be between 2 and the number of images ({n}), got {batch_size}.")
-    if loss_fn is None:
-        from course_utils.losses import nt_xent as loss_fn
+    if epochs < 1 or monitor_every < 1 or sync_every < 1:
+        raise ValueError(f"epochs, monitor_every and sync_every must be ≥ 1, got {epochs}, {monitor_every}, {sync_every}.")
     images = images.to(device)
-    dtype = amp_dtype(device) if amp in ("auto", True) else (amp or None)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    memory_format = torch.channels_last if channels_last is True or (channels_last == "auto" and device.type == "cuda") \
-        else torch.contiguous_format  # fmt: skip
-    model.to(memory_format=memory_format)
-    forward = torch.compile(model) if compile else model
+    step = make_step(model, augment, optimizer, scheduler, temperature=temperature, amp=amp,
+                     channels_last=channels_last, compile_model=compile_model, loss_fn=loss_fn)
     generator = torch.Generator(device=device).manual_seed(seed)
     steps = n // batch_size
-    config = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed, "n_images": n}
+    precision = str(step.dtype or torch.float32).replace("torch.", "")
+    config = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed, "n_images": n,
+              "device": device.type, "precision": precision}
     history, start = [], 0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        ckpt = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
-        history, start = ckpt["history"], ckpt["epoch"]
-        if ckpt["scaler"]:
-            scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"], generator)
-        changed = [k for k in ("batch_size", "seed", "n_images") if ckpt["config"].get(k) != config[k]]
-        if changed:
-            warnings.warn(f"Resuming {checkpoint_path} with a different {', '.join(changed)} than it was started with.")
+        history, start = _resume(checkpoint_path, model, optimizer, scheduler, step.scaler, generator, config, epochs)
         if start >= epochs:
             print(f"{checkpoint_path} is complete ({start}/{epochs} epochs): returning its history, no training")
             return history
         _warn_if_schedule_changed(scheduler, checkpoint_path)  # only matters when training goes on
         print(f"resumed from {checkpoint_path} at epoch {start}/{epochs}")
-    quiet_env = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
-    for epoch in range(start + 1, epochs + 1):
-        model.train()
-        t0, total = time.perf_counter(), torch.zeros((), device=device)
-        perm = torch.randperm(n, generator=generator, device=device)
-        bar = tqdm(range(steps), desc=f"epoch {epoch}/{epochs}", disable=not progress or quiet_env, leave=True)
-        for step in bar:
-            x = images[perm[step * batch_size:(step + 1) * batch_size]]
-            views = torch.cat([_call_augment(augment, x, generator), _call_augment(augment, x, generator)])
-            views = views.contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                _, z = forward(views)  # one forward pass, one batch norm over both views
-            z1, z2 = z.float().chunk(2)  # row i of z1 and row i of z2: the two views of image i
-            loss = loss_fn(z1, z2, temperature)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-            if scheduler is not None:
-                scheduler.step()
-            total += loss.detach()
-            if step % 10 == 0 or step == steps - 1:  # .item() waits for the GPU: not every step
-                done = (step + 1) * batch_size / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{total.item() / (step + 1):.4f}", img_per_s=f"{done:.0f}")
-        seconds = time.perf_counter() - t0
-        mean_loss = total.item() / steps
-        if not math.isfinite(mean_loss):
-            raise FloatingPointError(f"The loss became {mean_loss} in epoch {epoch}: lower the learning rate "
-                                     f"or raise the temperature (now {temperature}).")  # fmt: skip
-        row = {"epoch": epoch, "loss": mean_loss, "lr": lr,
-               "images_per_s": steps * batch_size / seconds, "seconds": seconds}  # fmt: skip
-        if monitor is not None and (epoch % monitor_every == 0 or epoch == epochs):
-            model.eval()
-            with torch.no_grad():
-                row["knn_acc"] = float(monitor(model))
+    mode = _progress_mode(progress)
+    bar = tqdm(total=(epochs - start) * steps, unit="step", disable=mode != "bar", dynamic_ncols=True)
+    print_every = max(1, (epochs - start) // 20)  # "lines": at most about 20 lines for the whole run
+    try:
+        for epoch in range(start + 1, epochs + 1):
             model.train()
-        history.append(row)
-        if progress and quiet_env:  # no bar: one line per epoch, so long cells are not silent
-            print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler=scaler, generator=generator,
-                            history=history, epoch=epoch, config=config)  # fmt: skip
+            t0, total = time.perf_counter(), torch.zeros((), device=device)
+            perm = torch.randperm(n, generator=generator, device=device)
+            for i in range(steps):
+                total += step(images[perm[i * batch_size:(i + 1) * batch_size]], generator)
+                if (i + 1) % sync_every == 0 or i == steps - 1:
+                    mean_loss = total.item() / (i + 1)  # the only place the loop waits for the device
+                    if not math.isfinite(mean_loss):
+                        raise FloatingPointError(
+                            f"The loss became {mean_loss} in epoch {epoch} (by step {i + 1}): training has "
+                            f"diverged. Lower the learning rate (now {optimizer.param_groups[0]['lr']:.3g}) or "
+                            f"raise the temperature (now {temperature}); with float16, use a GradScaler.")
+                    bar.update(i + 1 - bar.n + (epoch - start - 1) * steps)
+                    bar.set_postfix(epoch=f"{epoch}/{epochs}", loss=f"{mean_loss:.4f}",
+                                    img_per_s=f"{(i + 1) * batch_size / (time.perf_counter() - t0):.0f}")
+            seconds = time.perf_counter() - t0
+            row = {"epoch": epoch, "loss": mean_loss, "lr": step.last_lr,
+                   "images_per_s": steps * batch_size / seconds, "seconds": seconds}  # fmt: skip
+            if monitor is not None and (epoch % monitor_every == 0 or epoch == epochs):
+                model.eval()
+                with torch.no_grad():
+                    row["knn_acc"] = float(monitor(model))
+                model.train()
+            history.append(row)
+            if mode == "lines" and ((epoch - start) % print_every == 0 or epoch == epochs):
+                print(f"epoch {epoch}/{epochs}: " + ", ".join(
+                    f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler=step.scaler, generator=generator,
+                                history=history, epoch=epoch, config=config)  # fmt: skip
+    finally:
+        bar.close()
     return history
-
-
-def peak_memory_mb(device) -> float:
-    """Peak memory of this run in MiB: allocated by PyTorch on a GPU, the process's peak RSS on a CPU."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource  # Unix only
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-
-
-class Timer:
-    """``with Timer() as t: ...`` then ``t.seconds`` (waits for the GPU before reading the clock)."""
-
-    def __enter__(self):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self.start

@@ -236,6 +236,32 @@ def test_bad_inputs_give_clear_errors():
         pil_pipeline("imagenet")
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda x: random_resized_crop(x, scale=(0.5, 0.2)), "scale must satisfy"),
+    (lambda x: random_resized_crop(x, scale=(0.0, 1.0)), "above 0"),
+    (lambda x: random_resized_crop(x, ratio=(2.0, 0.5)), "ratio"),
+    (lambda x: random_resized_crop(x, flip_p=-0.1), "probability"),
+    (lambda x: random_resized_crop(x, padding_mode="wrap"), "padding_mode"),
+    (lambda x: random_resized_crop(x, size=0), "positive number of pixels"),
+    (lambda x: gaussian_blur(x, kernel_size=4), "odd"),
+    (lambda x: gaussian_blur(x, kernel_size=65), "too large"),
+    (lambda x: gaussian_blur(x, sigma=(2.0, 1.0)), "sigma"),
+    (lambda x: color_jitter(x, hue=0.7), "hue"),
+    (lambda x: color_jitter(x, brightness=-1), "brightness"),
+    (lambda x: random_grayscale(x, p=2), "probability"),
+    (lambda x: horizontal_flip(x, p=1.01), "probability"),
+], ids=["scale order", "scale zero", "ratio order", "flip_p", "padding", "size", "even kernel", "big kernel",
+        "sigma order", "hue", "brightness", "grayscale p", "flip p"])
+def test_augmentation_options_are_checked_before_any_work(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(images())
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        color_jitter(images(), 0.4, 0.4, 0.4, 0.1)  # which number is which? Name them.
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_runs_on_the_gpu_and_reproduces_with_a_cuda_generator():
     x = images().cuda()

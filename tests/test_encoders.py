@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from course_utils.config import get_profile, with_overrides
-from course_utils.encoders import build_encoder, encoder_path, load_or_pretrain
+from course_utils.encoders import build_encoder, encoder_path, load_or_pretrain, pretrain_recipe
 
 torch.set_num_threads(2)
 
@@ -36,10 +36,12 @@ def test_a_saved_encoder_is_loaded_not_retrained(checkpoints):
 
 
 def test_missing_encoder_is_pretrained_saved_and_then_reused(checkpoints, capsys):
-    profile = with_overrides(get_profile("smoke"), mnist_train_size=64, mnist_epochs=1, mnist_batch_size=32)
+    profile = with_overrides(get_profile("smoke"), mnist_train_size=64, mnist_steps=2, mnist_batch_size=32)
     encoder, info = load_or_pretrain("mnist", profile, "cpu")
     assert "trained here" in info and "saved to" in info
-    assert "not found" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not found" in out and "PRETRAINED_SOURCE" in out and "Google Drive" in out  # how to avoid it
+    assert "expected: 2 steps of batch 32" in out  # how long it takes, measured before it starts
     assert encoder_path("mnist", profile).exists()
     assert not torch.equal(encoder.state_dict()["features.0.weight"],
                            build_encoder("mnist", seed=0).state_dict()["features.0.weight"])  # it trained
@@ -55,6 +57,48 @@ def test_a_file_of_the_wrong_architecture_gets_an_error_with_the_fix(checkpoints
     torch.save({"weight": torch.zeros(3)}, path)
     with pytest.raises(RuntimeError, match="Delete it"):
         load_or_pretrain("mnist", profile, "cpu")
+
+
+def test_an_encoder_from_a_source_file_is_verified_and_loaded(checkpoints, capsys):
+    from course_utils.pretrained import ChecksumMismatchError, sha256sum
+
+    saved = build_encoder("mnist", seed=5)
+    file = checkpoints / "published.pt"
+    torch.save(saved.state_dict(), file)
+    encoder, info = load_or_pretrain("mnist", get_profile("smoke"), "cpu", source=file, sha256=sha256sum(file))
+    assert info == f"loaded {checkpoints / 'smoke' / 'pretrained' / 'published.pt'}"
+    assert torch.equal(encoder.state_dict()["features.0.weight"], saved.state_dict()["features.0.weight"])
+    with pytest.raises(ChecksumMismatchError):
+        load_or_pretrain("mnist", get_profile("smoke"), "cpu", source=file, sha256="0" * 64)
+
+
+def test_pretrain_recipe_trains_the_budget_and_returns_the_encoder_in_eval_mode(checkpoints):
+    from course_utils.data import mnist_standin
+
+    images = mnist_standin().images[:96]
+    encoder = pretrain_recipe("mnist", images, steps=5, batch_size=32, profile=get_profile("smoke"), device="cpu",
+                              progress=False)
+    assert not encoder.training and encoder(torch.rand(2, 1, 28, 28)).shape == (2, 128)
+    assert [row["epoch"] for row in encoder.history] == [1, 2]  # 3 steps per epoch: 5 steps need 2 epochs
+    assert not torch.equal(encoder.state_dict()["features.0.weight"],
+                           build_encoder("mnist", seed=0).state_dict()["features.0.weight"])
+
+
+def test_the_chapters_use_the_recipes_and_save_the_files_load_or_pretrain_reads():
+    """The notebooks name the recipe constants and file names through course_utils.encoders, never as copies."""
+    import json
+    from pathlib import Path
+
+    from course_utils.encoders import ENCODER_FILES
+
+    root = Path(__file__).resolve().parents[1]
+    for chapter, key in (("02_simclr_mnist", "mnist"), ("04_resnet18_cifar10", "cifar10")):
+        code = "\n".join("".join(c["source"]) for c in json.loads((root / "notebooks" / f"{chapter}.ipynb").read_text())
+                         ["cells"] if c["cell_type"] == "code")
+        assert f'encoder_path("{key}"' in code, f"{chapter} must save its encoder at encoder_path({key!r}, profile)"
+        assert ENCODER_FILES[key] not in code, f"{chapter} repeats the file name instead of using encoder_path"
+        assert f'RECIPES["{key}"]' in code or f'pretrain_recipe("{key}"' in code
+        assert "temperature=0." not in code and "hidden_dim=" not in code, f"{chapter} repeats a recipe constant"
 
 
 def test_build_encoder_is_seeded_and_checks_the_name():

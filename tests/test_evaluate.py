@@ -90,7 +90,7 @@ def test_linear_probe_on_separable_blobs():
 def test_linear_probe_accepts_tensors():
     x, y = blobs(n_per_class=40, seed=3)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
-    result = linear_probe(x[:300], y[:300], x[300:], y[300:], weight_decays=(1e-3, 1e-1), epochs=50)
+    result = linear_probe(x[:300], y[:300], x[300:], y[300:], weight_decays=(1e-3, 1e-1), max_iter=50)
     assert result.accuracy > 0.95
 
 
@@ -98,16 +98,16 @@ def test_linear_probe_on_random_labels_is_near_chance():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(1000, 32)).astype(np.float32)
     y = rng.integers(0, 10, size=1000)
-    result = linear_probe(x[:700], y[:700], x[700:], y[700:], device="cpu", epochs=50)
+    result = linear_probe(x[:700], y[:700], x[700:], y[700:], device="cpu", max_iter=50)
     assert result.accuracy < 0.2
 
 
 def test_chosen_weight_decay_never_depends_on_test_labels():
     x, y = blobs(n_per_class=50, spread=1.2, seed=5)  # overlapping blobs: the choice matters
     x_train, y_train, x_test, y_test = x[:350], y[:350], x[350:], y[350:]
-    first = linear_probe(x_train, y_train, x_test, y_test, device="cpu", epochs=50)
+    first = linear_probe(x_train, y_train, x_test, y_test, device="cpu", max_iter=50)
     shuffled = np.random.default_rng(0).permutation(y_test)
-    second = linear_probe(x_train, y_train, x_test, shuffled, device="cpu", epochs=50)
+    second = linear_probe(x_train, y_train, x_test, shuffled, device="cpu", max_iter=50)
     assert second.weight_decay == first.weight_decay
     assert second.val_scores == first.val_scores
     np.testing.assert_array_equal(second.predictions, first.predictions)
@@ -118,7 +118,7 @@ def test_linear_probe_with_ten_labels_per_class_uses_k_fold():
     train_idx = np.concatenate([np.flatnonzero(y == c)[:10] for c in range(10)])
     test_mask = np.ones(len(y), bool)
     test_mask[train_idx] = False
-    result = linear_probe(x[train_idx], y[train_idx], x[test_mask], y[test_mask], device="cpu", epochs=50)
+    result = linear_probe(x[train_idx], y[train_idx], x[test_mask], y[test_mask], device="cpu", max_iter=50)
     assert result.selection == "5-fold CV"
     assert result.accuracy > 0.9
 
@@ -167,6 +167,9 @@ def test_knn_accuracy_on_blobs_is_high_and_k_is_capped():
     assert knn_accuracy(x[:50], y[:50], x[300:], y[300:], k=200) > 0.5  # k > N_train still works
     with pytest.raises(ValueError, match="temperature"):
         knn_accuracy(x, y, x, y, temperature=0)
+    for k in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="k is the number of neighbours"):
+            knn_predict(x, y, x, k=k)
 
 
 # --- extract_features ----------------------------------------------------------------------------

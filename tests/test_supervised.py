@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from course_utils.models import SmallCNN
-from course_utils.supervised import accuracy, label_subset, predict, train_supervised
+from course_utils.data import subset_index
+from course_utils.supervised import accuracy, predict, train_supervised
 
 torch.set_num_threads(2)
 
@@ -20,17 +21,18 @@ def toy_data(n=120, seed=0):
     return (images.clamp(0, 1) * 255).to(torch.uint8), labels
 
 
-def test_label_subset_is_class_balanced_sorted_and_seeded():
+def test_a_fraction_of_the_labels_is_class_balanced_sorted_and_seeded():
     labels = torch.arange(1000) % 10
-    index = label_subset(labels, 0.05, seed=3)
+    index = subset_index(labels, fraction=0.05, seed=3)
     assert len(index) == 50 and torch.bincount(labels[index]).tolist() == [5] * 10
     assert torch.equal(index, index.sort().values) and len(index.unique()) == 50
-    assert torch.equal(index, label_subset(labels, 0.05, seed=3))
-    assert not torch.equal(index, label_subset(labels, 0.05, seed=4))
-    assert torch.equal(label_subset(labels, 1.0), torch.arange(1000))
-    assert torch.bincount(labels[label_subset(labels, 0.0001)]).tolist() == [2] * 10  # at least two per class
+    assert torch.equal(index, subset_index(labels, fraction=0.05, seed=3))
+    assert not torch.equal(index, subset_index(labels, fraction=0.05, seed=4))
+    assert torch.equal(subset_index(labels, fraction=1.0), torch.arange(1000))
+    tiny = subset_index(labels, fraction=0.0001, min_per_class=2)
+    assert torch.bincount(labels[tiny]).tolist() == [2] * 10  # at least two per class
     with pytest.raises(ValueError, match="fraction"):
-        label_subset(labels, 1.5)
+        subset_index(labels, fraction=1.5)
 
 
 def test_training_from_scratch_learns_the_toy_task():
@@ -39,7 +41,7 @@ def test_training_from_scratch_learns_the_toy_task():
     torch.manual_seed(0)  # the encoder's initialisation comes from the global generator
     untrained = torch.nn.Sequential(SmallCNN(width=8, feature_dim=16, convs_per_stage=1), torch.nn.Linear(16, 3))
     before = accuracy(untrained.eval(), test_images, test_labels)
-    model = train_supervised(SmallCNN(width=8, feature_dim=16, convs_per_stage=1), images, labels, epochs=8,
+    model = train_supervised(SmallCNN(width=8, feature_dim=16, convs_per_stage=1), images, labels, steps=32,
                              batch_size=32, lr=3e-3, seed=0, device="cpu", progress=False)
     assert not model.training
     assert model(torch.rand(4, 1, 16, 16)).shape == (4, 3)
@@ -57,11 +59,12 @@ def test_augment_is_applied_and_training_is_seeded():
 
     def make():
         torch.manual_seed(0)  # same initial encoder; the head and the batches are seeded by seed=5
-        return train_supervised(SmallCNN(width=4, feature_dim=8, convs_per_stage=1), images, labels, epochs=2,
+        return train_supervised(SmallCNN(width=4, feature_dim=8, convs_per_stage=1), images, labels, steps=6,
                                 batch_size=16, lr=1e-3, augment=augment, seed=5, progress=False)
 
     a, b = make(), make()
-    assert len(calls) == 2 * 2 * 3  # two runs × two epochs × three batches (16, 16, 8)
+    assert len(calls) == 2 * 6  # two runs × six steps (two passes of batches of 16, 16 and 8)
+    assert sorted({shape[0] for shape in calls}) == [8, 16]
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
 
@@ -69,9 +72,19 @@ def test_augment_is_applied_and_training_is_seeded():
 def test_bad_inputs_get_clear_errors():
     images, labels = toy_data(10)
     with pytest.raises(ValueError, match="one label each"):
-        train_supervised(SmallCNN(), images, labels[:5], epochs=1, batch_size=4, lr=1e-3)
+        train_supervised(SmallCNN(), images, labels[:5], steps=1, batch_size=4, lr=1e-3)
     with pytest.raises(TypeError, match="feature_dim"):
-        train_supervised(torch.nn.Conv2d(1, 2, 3), images, labels, epochs=1, batch_size=4, lr=1e-3)
+        train_supervised(torch.nn.Conv2d(1, 2, 3), images, labels, steps=1, batch_size=4, lr=1e-3)
+
+
+@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16], ids=["bf16", "fp16+scaler"])
+def test_mixed_precision_paths_train_on_the_cpu(amp, capsys):
+    images, labels = toy_data()
+    model = train_supervised(SmallCNN(width=8, feature_dim=16, convs_per_stage=1), images, labels, steps=24,
+                             batch_size=32, lr=3e-3, seed=0, amp=amp)
+    out = capsys.readouterr().out
+    assert "expected" in out and ("bfloat16" if amp is torch.bfloat16 else "float16") in out
+    assert accuracy(model, *toy_data(60, seed=1)) > 0.6
 
 
 def test_recalibrated_batchnorm_holds_the_exact_statistics_of_the_data():

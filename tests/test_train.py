@@ -243,3 +243,127 @@ def test_lars_excludes_biases_and_batch_norm_from_weight_decay_and_adaptation():
     w0 = w.detach().clone()
     lars.step()
     assert (w.detach() - w0).norm() / w0.norm() == pytest.approx(0.02, rel=1e-3)
+
+
+# --- The GPU code paths, run on the CPU: mixed precision, channels_last, torch.compile -----------------
+
+from course_utils.augment import SimCLRAugment  # noqa: E402
+
+
+def lars_run(epochs=2, seed=0):
+    torch.manual_seed(seed)
+    model = SimCLRModel(SmallCNN(feature_dim=16, width=8, convs_per_stage=1), ProjectionHead(16, 32, 16))
+    opt, sched = simclr_optimizer(model, batch_size=BATCH, epochs=epochs, steps_per_epoch=N // BATCH,
+                                  warmup_epochs=1, recipe="lars")
+    return model, opt, sched
+
+
+@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16], ids=["bf16", "fp16+scaler"])
+def test_mixed_precision_trains_on_the_cpu(amp):
+    images, labels = toy_images()
+    model, opt, sched = make_run(epochs=3)
+    history = run(model, opt, sched, images, epochs=3, amp=amp, loss_fn=None)  # the course's nt_xent
+    assert all(math.isfinite(row["loss"]) for row in history)
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_fp16_resume_restores_the_loss_scale(tmp_path):
+    images, _ = toy_images()
+    ckpt = tmp_path / "fp16.pt"
+    model, opt, sched = make_run(epochs=3)
+    run(model, opt, sched, images, epochs=1, amp=torch.float16, checkpoint_path=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["scaler"]["scale"] == 65536.0  # GradScaler's initial scale: saved with the checkpoint
+    state["scaler"]["scale"] = 1024.0  # as if overflows had lowered it
+    torch.save(state, ckpt)
+    model, opt, sched = make_run(epochs=3)
+    run(model, opt, sched, images, epochs=2, amp=torch.float16, checkpoint_path=ckpt)
+    # Restored (not a fresh 65536), and kept: the scale only grows after 2,000 clean steps.
+    assert torch.load(ckpt, weights_only=True)["scaler"]["scale"] == 1024.0
+
+
+def test_channels_last_gives_the_same_training_as_the_default_layout():
+    images, _ = toy_images()
+    histories = []
+    for channels_last in (False, True):
+        model, opt, sched = make_run(epochs=2)
+        histories.append([row["loss"] for row in run(model, opt, sched, images, epochs=2, channels_last=channels_last)])
+        assert model.encoder.features[4].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert histories[0] == pytest.approx(histories[1], rel=1e-4)
+
+
+def test_compiled_model_trains_like_the_eager_one():
+    images, _ = toy_images(128)
+    losses = []
+    for compile_model in (False, True):
+        model, opt, sched = make_run(epochs=1)
+        losses.append(run(model, opt, sched, images, epochs=1, compile_model=compile_model)[0]["loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+
+
+def test_the_training_step_never_waits_for_the_device_between_progress_updates():
+    """Reading a tensor's value (.item(), bool(), float()) makes a CPU wait for its GPU. Count such reads."""
+    from torch.overrides import TorchFunctionMode
+
+    class CountReads(TorchFunctionMode):
+        reads = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in ("item", "__bool__", "__float__", "__int__", "tolist"):
+                CountReads.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    images, _ = toy_images()  # 4 steps per epoch
+    model, opt, sched = lars_run(epochs=2)
+    augment = SimCLRAugment(crop_scale=(0.5, 1.0), jitter_p=0.5, gray_p=0.0)  # the course's, sync-free
+    with CountReads():
+        pretrain(model, images, augment, epochs=2, batch_size=BATCH, optimizer=opt, scheduler=sched,
+                 progress=False, sync_every=2)
+    assert CountReads.reads == 2 * 2  # after steps 2 and 4 of each epoch, nowhere else
+
+
+def test_a_diverged_loss_stops_at_the_next_progress_update_with_a_clear_error(tmp_path):
+    images, _ = toy_images()
+    model, opt, sched = make_run(epochs=2)
+    calls = []
+
+    def diverging(z1, z2, temperature):
+        calls.append(1)
+        loss = reference_nt_xent(z1, z2, temperature)
+        return loss * float("nan") if len(calls) >= 6 else loss
+
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(FloatingPointError, match="diverged.*learning rate"):
+        run(model, opt, sched, images, epochs=2, loss_fn=diverging, checkpoint_path=ckpt, sync_every=1)
+    assert load_checkpoint(ckpt, make_run()[0])["epoch"] == 1  # the diverged epoch was not saved
+
+
+def test_a_checkpoint_from_a_gpu_resumes_on_the_cpu(tmp_path, capsys):
+    images, _ = toy_images()
+    ckpt = tmp_path / "from_gpu.pt"
+    model, opt, sched = make_run(epochs=3)
+    run(model, opt, sched, images, epochs=1, checkpoint_path=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    # What a CUDA run writes: its generator's state is 16 bytes (seed and offset), not a CPU generator's 5,056.
+    state["rng"]["generator"] = torch.zeros(16, dtype=torch.uint8)
+    state["rng"]["generator_device"] = "cuda"
+    state["config"].update(device="cuda", precision="bfloat16")
+    torch.save(state, ckpt)
+    model, opt, sched = make_run(epochs=3)
+    history = run(model, opt, sched, images, epochs=3, checkpoint_path=ckpt)
+    out = capsys.readouterr().out
+    assert "was written on cuda" in out and "freshly seeded" in out
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert all(math.isfinite(row["loss"]) for row in history)
+
+
+def test_generator_states_of_another_device_are_refused_and_reseeded():
+    from course_utils.train import _rng_state, _set_rng_state
+
+    g = torch.Generator().manual_seed(5)
+    state = _rng_state(g)
+    expected = torch.rand(3, generator=g)
+    assert _set_rng_state(state, g, fallback_seed=1) and torch.equal(torch.rand(3, generator=g), expected)
+    state["generator"], state["generator_device"] = torch.zeros(16, dtype=torch.uint8), "cuda"
+    assert not _set_rng_state(state, g, fallback_seed=1)
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(1)))

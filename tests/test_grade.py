@@ -1,0 +1,304 @@
+"""Specification of the grader (course_utils.grade): one command turns a folder of submitted notebooks into a
+gradebook, from checks the grader runs itself, whatever the notebooks print, crash or loop on.
+
+The submissions are made from the real chapters: the student version (course_utils.labs), truncated to what
+grading needs, namely the setup cell, the imports cell (the first code cell after it that starts with an
+import), and the exercises section (from the first
+exercise stub to the end: stubs, self-check cells, exercise prose). The chapters' experiments are left out
+to keep the test fast; grading does not depend on them. A stub is "solved" with the code of the reference
+notebook's solution cell, or with one of the usual mistakes of chapter 3's NT-Xent.
+
+One grading run (about 10 notebooks, a few seconds each) serves most tests; the infinite loop gets a run of
+its own with a 3-second limit, on two notebooks whose cells all finish at once except the loop.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils import grade, labs
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "notebooks"
+CH3 = REFERENCE / "03_nt_xent.ipynb"
+CH6 = REFERENCE / "06_baselines.ipynb"
+
+pytestmark = pytest.mark.skipif(not (CH3.is_file() and CH6.is_file()), reason="chapters 3 and 6 are needed")
+
+NOT_IMPLEMENTED = "not implemented"
+
+
+# --- Making submissions ---------------------------------------------------------------------------------
+
+def student_copy(chapter: Path):
+    """The student version of ``chapter``: setup cell, imports cell, and the exercises section."""
+    nb, _ = labs.student_version(nbformat.read(chapter, as_version=4), chapter)
+    setup = next(i for i, c in enumerate(nb.cells) if "setup" in labs.tags(c))
+    imports = next(i for i, c in enumerate(nb.cells) if i > setup and c.cell_type == "code"
+                   and c.source.startswith(("import ", "from ")))
+    exercises = next(i for i, c in enumerate(nb.cells) if "exercise-stub" in labs.tags(c))
+    nb.cells = [nb.cells[setup], nb.cells[imports]] + nb.cells[exercises:]
+    return nb
+
+
+def defined(source: str) -> str:
+    return re.search(r"^def (\w+)\(", source, re.MULTILINE).group(1)
+
+
+def solution(chapter: Path, function: str) -> str:
+    """The code of the reference's solution cell that defines ``function``."""
+    nb = nbformat.read(chapter, as_version=4)
+    return next(c.source for c in nb.cells if c.cell_type == "code" and "solution" in labs.tags(c)
+                and re.search(rf"^def {function}\(", c.source, re.MULTILINE))
+
+
+def solve(nb, source: str):
+    """Replace the exercise stub that defines the same function as ``source`` by ``source``."""
+    stub = next(c for c in nb.cells if "exercise-stub" in labs.tags(c) and defined(c.source) == defined(source))
+    stub.source = source
+    return nb
+
+
+def solve_all(nb, chapter: Path):
+    for stub in [c for c in nb.cells if "exercise-stub" in labs.tags(c)]:
+        solve(nb, solution(chapter, defined(stub.source)))
+    return nb
+
+
+def self_check(nb, check: str):
+    return next(c for c in nb.cells if "self-check" in labs.tags(c) and check in c.source)
+
+
+def insert_before_exercises(nb, source: str) -> int:
+    """Insert a code cell just before the first exercise stub; return its index."""
+    index = next(i for i, c in enumerate(nb.cells) if "exercise-stub" in labs.tags(c))
+    nb.cells.insert(index, nbformat.v4.new_code_cell(source))
+    return index
+
+
+def save(nb, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+CORRECT = solution(CH3, "my_nt_xent")
+DIAGONAL_NOT_MASKED = CORRECT.replace('.fill_diagonal_(float("-inf"))', "")
+SUMMED = CORRECT.replace("F.cross_entropy(logits, targets)", 'F.cross_entropy(logits, targets, reduction="sum")')
+assert DIAGONAL_NOT_MASKED != CORRECT and SUMMED != CORRECT, "the chapter 3 solution changed: update the mistakes"
+
+
+@pytest.fixture(scope="module")
+def gradebook(tmp_path_factory):
+    """Grade one folder of submissions through the command line; the CSV rows by student, and more."""
+    tmp = tmp_path_factory.mktemp("grading")
+    subs = tmp / "submissions"
+
+    save(solve_all(student_copy(CH3), CH3), subs / "alice" / "03_nt_xent.ipynb")
+    save(solve_all(student_copy(CH6), CH6), subs / "alice" / "06_baselines.ipynb")
+    save(solve(student_copy(CH3), DIAGONAL_NOT_MASKED), subs / "bob" / "03_nt_xent.ipynb")
+
+    carol = solve(student_copy(CH3), SUMMED)  # flat layout; also deleted the stub of the second exercise
+    carol.cells = [c for c in carol.cells if not ("exercise-stub" in labs.tags(c) and "my_anchor_grad" in c.source)]
+    save(carol, subs / "carol_03_nt_xent.ipynb")
+
+    save(student_copy(CH3), subs / "dave" / "Copy of 03_nt_xent.ipynb")  # untouched
+
+    erin = solve_all(student_copy(CH3), CH3)  # a cell that raises; the cells after it still run
+    crash = insert_before_exercises(erin, 'raise ValueError("my experiment broke")')
+    save(erin, subs / "erin" / "03_nt_xent.ipynb")
+
+    grace = solve(student_copy(CH3), DIAGONAL_NOT_MASKED)  # a wrong answer, and its self-check deleted
+    grace.cells.remove(self_check(grace, "check_nt_xent"))
+    save(grace, subs / "grace" / "03_nt_xent.ipynb")
+
+    heidi = solve(student_copy(CH3), SUMMED)  # a wrong answer, and a self-check that prints PASS
+    self_check(heidi, "check_nt_xent").source = 'print("PASS")'
+    save(heidi, subs / "heidi" / "03_nt_xent.ipynb")
+
+    ivan = solve_all(student_copy(CH3), CH3)  # the kernel dies before the exercises are defined
+    death = insert_before_exercises(ivan, "import os\nos._exit(1)")
+    save(ivan, subs / "ivan" / "03_nt_xent.ipynb")
+
+    kim = solve(student_copy(CH3), SUMMED)  # a wrong answer, and the check and its reference patched
+    patch = ("import course_utils.checks, course_utils.losses\n"
+             "course_utils.losses.nt_xent = course_utils.checks.nt_xent = my_nt_xent\n"
+             "course_utils.checks.check_nt_xent = lambda fn: print('PASS') or True")
+    kim.cells.insert(kim.cells.index(self_check(kim, "check_nt_xent")), nbformat.v4.new_code_cell(patch))
+    save(kim, subs / "kim" / "03_nt_xent.ipynb")
+    (subs / "kim" / ".ipynb_checkpoints").mkdir()  # ignored, like any hidden file
+    nbformat.write(student_copy(CH3), subs / "kim" / ".ipynb_checkpoints" / "03_nt_xent-checkpoint.ipynb")
+    (subs / "README.txt").write_text("not a notebook: ignored")
+
+    out, page = tmp / "grades.csv", tmp / "grades.html"
+    code = grade.main([str(subs), "--out", str(out), "--html", str(page), "--reference", str(REFERENCE),
+                       "--timeout", "300", "--cell-timeout", "120"])
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    return dict(code=code, rows=rows, csv=out.read_text(), html=page.read_text(), crash=crash, death=death,
+                carol=carol)
+
+
+def results(row: dict, chapter: str = "03_nt_xent") -> tuple[str, str, str]:
+    return row[f"{chapter}/status"], row[f"{chapter}/check_nt_xent"], row[f"{chapter}/check_anchor_grad"]
+
+
+# --- The gradebook --------------------------------------------------------------------------------------
+
+def test_grading_finishes_with_exit_code_0_and_one_row_per_student(gradebook):
+    print(gradebook["csv"])
+    assert gradebook["code"] == 0
+    assert list(gradebook["rows"]) == ["alice", "bob", "carol", "dave", "erin", "grace", "heidi", "ivan", "kim"]
+    header = gradebook["csv"].splitlines()[0].split(",")
+    assert header[:5] == ["student", "03_nt_xent/status", "03_nt_xent/seconds", "03_nt_xent/check_nt_xent",
+                          "03_nt_xent/check_anchor_grad"]
+    assert "06_baselines/check_cluster_accuracy" in header
+
+
+def test_a_correct_submission_passes_every_check(gradebook):
+    alice = gradebook["rows"]["alice"]
+    assert results(alice) == ("ok", "PASS", "PASS")
+    assert alice["06_baselines/status"] == "ok" and alice["06_baselines/check_cluster_accuracy"] == "PASS"
+    assert alice["03_nt_xent/notes"] == "" and alice["03_nt_xent/messages"] == ""
+    assert 0 < float(alice["03_nt_xent/seconds"]) < 120
+
+
+def test_usual_mistakes_fail_with_the_checks_hint(gradebook):
+    bob, carol = gradebook["rows"]["bob"], gradebook["rows"]["carol"]
+    assert results(bob) == ("ok", "FAIL", NOT_IMPLEMENTED)
+    assert "did you mask the self-similarities" in bob["03_nt_xent/messages"]
+    # carol also deleted the second stub, so her (unchanged) self-check cell of it raises a NameError
+    check_cell = next(i for i, c in enumerate(gradebook["carol"].cells) if "check_anchor_grad(" in c.source)
+    assert results(carol) == (f"crashed (cell {check_cell}, NameError)", "FAIL", "missing")
+    assert "you summed the 2N per-anchor losses" in carol["03_nt_xent/messages"]
+    assert "no function my_anchor_grad" in carol["03_nt_xent/messages"]
+
+
+def test_an_untouched_student_copy_is_not_implemented(gradebook):
+    dave = gradebook["rows"]["dave"]  # submitted as "Copy of 03_nt_xent.ipynb", as Colab names a copy
+    assert results(dave) == ("ok", NOT_IMPLEMENTED, NOT_IMPLEMENTED)
+    assert dave["03_nt_xent/notes"] == ""
+
+
+def test_a_crash_is_reported_and_the_later_cells_still_count(gradebook):
+    erin = gradebook["rows"]["erin"]
+    assert results(erin) == (f"crashed (cell {gradebook['crash']}, ValueError)", "PASS", "PASS")
+    assert "my experiment broke" in erin["03_nt_xent/notes"]
+
+
+def test_a_dead_kernel_is_reported_and_its_checks_not_run(gradebook):
+    ivan = gradebook["rows"]["ivan"]
+    assert results(ivan) == (f"kernel died (cell {gradebook['death']})", "not run", "not run")
+
+
+def test_a_deleted_self_check_is_a_note_not_a_pass(gradebook):
+    grace = gradebook["rows"]["grace"]
+    assert results(grace) == ("ok", "FAIL", NOT_IMPLEMENTED)
+    assert "the self-check cell of check_nt_xent was deleted" in grace["03_nt_xent/notes"]
+
+
+def test_printing_pass_instead_of_the_self_check_does_not_pass(gradebook):
+    heidi = gradebook["rows"]["heidi"]
+    assert results(heidi) == ("ok", "FAIL", NOT_IMPLEMENTED)
+    assert "the self-check cell of check_nt_xent was deleted or replaced" in heidi["03_nt_xent/notes"]
+
+
+def test_monkeypatching_the_checks_does_not_pass(gradebook):
+    kim = gradebook["rows"]["kim"]  # her own self-check cell printed PASS
+    assert results(kim) == ("ok", "FAIL", NOT_IMPLEMENTED)
+    assert "you summed" in kim["03_nt_xent/messages"]
+    assert kim["03_nt_xent/notes"] == ""  # her self-check cell is unchanged
+
+
+def test_a_chapter_a_student_did_not_submit(gradebook):
+    bob = gradebook["rows"]["bob"]
+    assert bob["06_baselines/status"] == "not submitted"
+    assert bob["06_baselines/check_cluster_accuracy"] == "not run"
+
+
+def test_the_html_summary_colours_results_and_shows_hints_on_hover(gradebook):
+    page = gradebook["html"]
+    assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == 1 + 9
+    assert 'style="background:#c8e6c9"' in page  # PASS and ok
+    assert 'style="background:#ffcdd2"' in page  # FAIL and crashed
+    assert re.search(r'<td style="background:#ffcdd2" title="[^"]*did you mask the self-similarities[^"]*">FAIL'
+                     r"</td>", page)
+
+
+# --- Time limits ---------------------------------------------------------------------------------------
+
+def test_an_infinite_loop_is_stopped_and_the_next_submission_graded(tmp_path):
+    # Both notebooks are the chapter's stub cell solved and nothing else but the loop, so that only the loop
+    # can reach the 3-second limit (torch is imported inside the function, when the grader calls it).
+    solved = CORRECT.replace('"""\n', '"""\n    import torch\n    import torch.nn.functional as F\n', 1)
+    cell = nbformat.v4.new_code_cell
+    frank = nbformat.v4.new_notebook(cells=[cell(solved), cell("while True:\n    pass"), cell("after = 1")])
+    gina = nbformat.v4.new_notebook(cells=[cell(solved)])
+    save(frank, tmp_path / "subs" / "frank_03_nt_xent.ipynb")
+    save(gina, tmp_path / "subs" / "gina_03_nt_xent.ipynb")
+
+    columns, rows = grade.grade(tmp_path / "subs", REFERENCE, timeout=3, verbose=False)
+    frank, gina = rows
+    assert (frank["student"], frank["03_nt_xent/status"]) == ("frank", "timed out (cell 1)")
+    assert frank["03_nt_xent/check_nt_xent"] == "PASS"  # the kernel was interrupted, then graded
+    assert "cells 2 and later not run" in frank["03_nt_xent/notes"]
+    assert float(frank["03_nt_xent/seconds"]) < 60
+    assert (gina["student"], gina["03_nt_xent/status"], gina["03_nt_xent/check_nt_xent"]) == ("gina", "ok", "PASS")
+    assert "the self-check cell of check_nt_xent was deleted" in gina["03_nt_xent/notes"]
+
+
+# --- What the grader expects, and bad input ----------------------------------------------------------
+
+def test_the_expected_checks_come_from_the_reference_self_check_cells():
+    chapters = grade.reference_chapters(REFERENCE)
+    assert [(c.check, c.function) for c in chapters["03"].checks] == [
+        ("check_nt_xent", "my_nt_xent"), ("check_anchor_grad", "my_anchor_grad")]
+    assert all(chapter.checks for chapter in chapters.values()), "every chapter has at least one self-check"
+
+
+def test_both_layouts_are_recognised(tmp_path):
+    for name in ("alice/03_nt_xent.ipynb", "alice/Copy of 06_baselines.ipynb", "bob-smith_03_nt_xent (1).ipynb",
+                 "alice/.ipynb_checkpoints/03_nt_xent-checkpoint.ipynb", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    found = grade.find_submissions(tmp_path, grade.reference_chapters(REFERENCE))
+    assert [(s.student, s.chapter.name, s.folder is not None) for s in found] == [
+        ("alice", "03_nt_xent", True), ("alice", "06_baselines", True), ("bob-smith", "03_nt_xent", False)]
+
+
+@pytest.mark.parametrize("files, message", [
+    ([], "No notebooks in"),
+    (["alice_99_extra.ipynb"], "alice_99_extra.ipynb: no chapter number of a reference chapter"),
+    (["alice/my_solutions.ipynb"], "my_solutions.ipynb: no chapter number"),
+    (["03_nt_xent.ipynb"], "whose is it?"),
+    (["alice/03_nt_xent.ipynb", "alice_03_nt_xent.ipynb"], "alice submitted chapter 03 twice"),
+], ids=["empty", "unknown-chapter", "no-chapter", "no-student", "twice"])
+def test_bad_input_exits_non_zero_and_says_which_layouts_are_accepted(tmp_path, capsys, files, message):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in files:
+        (subs / name).parent.mkdir(parents=True, exist_ok=True)
+        (subs / name).write_text("{}")
+    code = grade.main([str(subs), "--out", str(tmp_path / "g.csv"), "--reference", str(REFERENCE)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "SUBMISSIONS/<student>_<NN>_<...>.ipynb" in err
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_a_missing_folder_or_reference_is_a_clear_error(tmp_path, capsys):
+    assert grade.main([str(tmp_path / "nowhere"), "--reference", str(REFERENCE)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert grade.main([str(tmp_path), "--reference", str(tmp_path)]) == 2
+    assert "No reference chapters" in capsys.readouterr().err
+    assert grade.main([str(tmp_path), "--timeout", "0", "--reference", str(REFERENCE)]) == 2
+    assert "timeouts must be positive" in capsys.readouterr().err
+
+
+def test_an_unreadable_notebook_is_graded_as_unreadable(tmp_path):
+    (tmp_path / "zoe_03_nt_xent.ipynb").write_text("{ this is not json")
+    _, [row] = grade.grade(tmp_path, REFERENCE, verbose=False)
+    assert row["03_nt_xent/status"] == "unreadable" and row["03_nt_xent/check_nt_xent"] == "not run"
