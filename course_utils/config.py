@@ -72,7 +72,12 @@ class Profile:
     supervised_steps: int  # the "trained from scratch on the same labels" baseline, in optimiser steps
     cluster_size: int  # test images used for k-means, GMM and UMAP
     embedding_method: str  # 2-D maps of features: "umap", or "pca" (no 20 s numba compile) for smoke
-    loss_experiment_steps: int  # chapter 3's temperature and batch-size experiments
+    loss_experiment_steps: int  # chapter 3's experiments on free embeddings
+    # --- The labs: short SimCLR runs with one setting changed (course_utils.experiments) -------------
+    lab_train_size: int | None  # training images of each run (pretraining and the probe's labels)
+    lab_steps: int  # optimiser steps of each MNIST run of a sweep
+    lab_cifar_steps: int  # optimiser steps of each CIFAR-10 run of a sweep
+    lab_seeds: tuple[int, ...]  # pretraining seeds of every sweep
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -103,6 +108,10 @@ PROFILES: dict[str, Profile] = {
         cluster_size=300,
         embedding_method="pca",
         loss_experiment_steps=10,
+        lab_train_size=512,
+        lab_steps=3,
+        lab_cifar_steps=2,
+        lab_seeds=(0,),
     ),
     "cpu": Profile(
         name="cpu",
@@ -130,6 +139,10 @@ PROFILES: dict[str, Profile] = {
         cluster_size=2000,
         embedding_method="umap",
         loss_experiment_steps=100,
+        lab_train_size=4000,
+        lab_steps=300,
+        lab_cifar_steps=40,
+        lab_seeds=(0,),
     ),
     "gpu": Profile(
         name="gpu",
@@ -155,6 +168,10 @@ PROFILES: dict[str, Profile] = {
         cluster_size=5000,
         embedding_method="umap",
         loss_experiment_steps=200,
+        lab_train_size=None,
+        lab_steps=2000,
+        lab_cifar_steps=1940,  # 20 epochs of CIFAR-10 at batch 512
+        lab_seeds=(0, 1, 2),
     ),
 }
 

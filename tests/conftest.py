@@ -2,9 +2,12 @@
 
 import os
 
+import matplotlib
 import pytest
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Agg for the tests' own figures, set in this process only: an MPLBACKEND variable would reach the notebook
+# kernels that nbval starts, and figures would no longer show in their outputs (nor in the book built from them).
+matplotlib.use("Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 

@@ -46,14 +46,40 @@ def toc_files() -> list[str]:
     return walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
 
 
+def seed_execution_cache(output: Path, executed: dict) -> list[str]:
+    """Put the notebooks nbval executed in this session into the build's jupyter-cache; return their names.
+
+    With ``execute_notebooks: cache`` the build then takes their outputs instead of running them again.
+    Only a chapter that nbval ran completely is used; the others the build executes itself.
+    """
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(output / "_build" / ".jupyter_cache")
+    seeded = []
+    for path in CHAPTERS:
+        nb = executed.get(path.resolve())
+        if nb is None:
+            continue
+        nbformat.validate(nb)
+        cache.cache_notebook_bundle(CacheBundleIn(nb, str(path)), check_validity=False, overwrite=True)
+        seeded.append(path.stem)
+    return seeded
+
+
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    """Build the book once; return (html folder, exit code, log)."""
+def build(tmp_path_factory, nbval_executed):
+    """Build the book once; return (html folder, exit code, log).
+
+    The chapters that nbval executed in this pytest session are not executed again: their outputs go into
+    the build's execution cache (see conftest.py at the repository root).
+    """
     if not JUPYTER_BOOK.exists():
         pytest.skip(f"{JUPYTER_BOOK} not found: install the book extras (pip install -e '.[book]')")
     if not CHAPTERS:
         pytest.skip("no chapter notebooks in notebooks/ yet")
     output = Path(os.environ.get("COURSE_BOOK_OUTPUT") or tmp_path_factory.mktemp("book"))
+    seeded = seed_execution_cache(output, nbval_executed)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env.update(COURSE_PROFILE="smoke", COURSE_HOME=str(tmp_path_factory.mktemp("course_home")), TQDM_DISABLE="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -64,6 +90,7 @@ def build(tmp_path_factory):
     (output / "build.log").write_text(log)
     executed = re.findall(r"(\S+\.ipynb): Executed notebook in ([0-9.]+) seconds", re.sub(r"\x1b\[[0-9;]*m", "", log))
     print(f"book build: exit code {result.returncode} in {time.perf_counter() - start:.0f} s (log: {output / 'build.log'}); "
+          f"outputs from nbval: {', '.join(seeded) or 'none'}; executed here: "
           + ", ".join(f"{Path(nb).stem} {float(s):.0f} s" for nb, s in executed))
     return output / "_build" / "html", result.returncode, log
 

@@ -91,6 +91,13 @@ def colab(tmp_path_factory) -> Path:
     return python
 
 
+@pytest.fixture(scope="module")
+def colab_home(tmp_path_factory) -> Path:
+    """One COURSE_HOME for all the chapters, as a student's Drive is: chapters 5 and 6 load the encoders that
+    chapters 2 and 4 saved (the chapters run in order), instead of training them again."""
+    return tmp_path_factory.mktemp("colab-home")
+
+
 def in_colab(python: Path, code: str, cwd: Path) -> str:
     return run([python, "-c", code], cwd=cwd, env=clean_env()).stdout.strip()
 
@@ -108,7 +115,7 @@ def test_colab_venv_sees_the_dependencies_but_not_course_utils(colab, tmp_path):
 def execute(nb, python: Path, cwd: Path, env: dict):
     """Execute ``nb`` in place with a kernel started by ``python`` in ``cwd``; raises on a cell error."""
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
     class ColabKernel(KernelSpecManager):
@@ -116,13 +123,16 @@ def execute(nb, python: Path, cwd: Path, env: dict):
             return KernelSpec(argv=[str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                               display_name="Colab-like", language="python")
 
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=ColabKernel())
+    # Async: nbclient then watches the kernel while waiting, so a kernel that dies fails the test instead of hanging.
+    km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ColabKernel())
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(cwd)}})
     try:
         client.execute(env=env, cleanup_kc=True)  # a client given a km leaves its kernel running otherwise
     finally:
         if km.has_kernel:
-            km.shutdown_kernel(now=True)
+            from jupyter_core.utils import run_sync
+
+            run_sync(km.shutdown_kernel)(now=True)
     return nb
 
 
@@ -139,7 +149,7 @@ def outputs_text(cell) -> str:
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_student_copy_runs_alone_as_on_colab(chapter, wheel, colab, tmp_path):
+def test_student_copy_runs_alone_as_on_colab(chapter, wheel, colab, colab_home, tmp_path):
     content = tmp_path / "content"  # Colab's working folder: the notebook and nothing else
     content.mkdir()
     student, removed = labs.student_version(nbformat.read(chapter, as_version=4), chapter)
@@ -149,7 +159,7 @@ def test_student_copy_runs_alone_as_on_colab(chapter, wheel, colab, tmp_path):
     run([colab, "-m", "pip", "uninstall", "--yes", "--quiet", DIST], cwd=content, env=clean_env())
     assert in_colab(colab, "import importlib.util as u; print(u.find_spec('course_utils'))", content) == "None"
 
-    env = clean_env(COURSE_PROFILE="smoke", COURSE_HOME=str(tmp_path / "home"), COURSE_UTILS_SOURCE=str(wheel),
+    env = clean_env(COURSE_PROFILE="smoke", COURSE_HOME=str(colab_home), COURSE_UTILS_SOURCE=str(wheel),
                     MPLBACKEND="Agg", TQDM_DISABLE="1", PATH=f"{colab.parent}{os.pathsep}{os.environ['PATH']}")
     start = time.perf_counter()
     executed = execute(nbformat.read(copy, as_version=4), colab, content, env)

@@ -17,10 +17,17 @@ def pairs(n, d, dtype=torch.float32, seed=0):
 
 # --- the vectorised loss equals the one-anchor-at-a-time loop -----------------------------------
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("temperature", [0.05, 0.1, 0.5, 1.0])
-@pytest.mark.parametrize("d", [2, 16, 128])
-@pytest.mark.parametrize("n", [2, 7, 32])
+# Cases that can fail differently: the smallest batch (one negative pair), an odd one and a large one; a
+# 2-d embedding (directions nearly collide) and a wide one; a cold temperature (large logits: log-sum-exp
+# matters) and a warm one; float32 and float64. Each row is one of them; a full grid adds nothing new.
+@pytest.mark.parametrize("n, d, temperature, dtype", [
+    (2, 2, 1.0, torch.float64),
+    (2, 128, 0.05, torch.float32),
+    (7, 16, 0.1, torch.float64),
+    (7, 2, 0.05, torch.float32),
+    (32, 128, 0.5, torch.float64),
+    (32, 16, 0.05, torch.float32),
+])
 def test_vectorised_equals_naive_loop(n, d, temperature, dtype):
     z1, z2 = pairs(n, d, dtype, seed=n * 1000 + d)
     fast, slow = nt_xent(z1, z2, temperature), nt_xent_naive(z1, z2, temperature)

@@ -1,0 +1,180 @@
+"""Chapter 4's SimCLR recipe on many GPUs (or several CPU processes): the script that ``torchrun`` starts.
+
+    torchrun --standalone --nproc_per_node=4 -m course_utils.pretrain_ddp                   # one machine, 4 GPUs
+    python -m torch.distributed.run --standalone --nproc_per_node=2 -m course_utils.pretrain_ddp   # 2 processes
+    python -m course_utils.pretrain_ddp                                                     # 1 process: chapter 4
+    sbatch examples/slurm_pretrain_ddp.sbatch                                               # several machines
+
+torchrun starts ``--nproc_per_node`` copies of this script and tells each its rank in the environment. Each
+copy joins the process group (``distributed.setup``: NCCL on GPUs, one GPU per process; gloo on the CPU),
+loads the data set onto its device (rank 0 first, so that only one process downloads), builds the same
+model, and calls the course's one training loop, ``train.pretrain``, with the GLOBAL batch: each rank trains
+on its slice of it, gathers the negatives of all ranks with gradients and averages gradients with DDP (see
+``train.pretrain`` and ``distributed``). LARS's learning rate, 0.4 × B / 256, follows the global batch B.
+
+Sizes: the profile's (``COURSE_PROFILE``), chapter 4's Colab-sized schedule (``recipe_steps``: steps, global
+batch) on ``cifar_train_size`` images, or the flags. A schedule meant for GPUs would take days in CPU
+processes, so on the CPU the profile's sizes are capped at the ``cpu`` profile's (the run says so).
+
+Checkpoints: rank 0 writes one after every epoch (``--checkpoint``, on a file system that every process
+sees); a rerun of the same command resumes from it on every rank. ``--until-epoch E`` stops after epoch E
+(the schedule stays the whole run's): an interrupted session, on purpose. Rank 0 prints, saves the encoder f
+(``--encoder``) and writes a JSON summary (``--results``: the sizes, the learning rate, the history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import config, distributed
+from .encoders import RECIPES, build_model, recipe_steps
+
+
+def profile_sizes(dataset: str, profile: config.Profile, device: torch.device) -> tuple[dict, str | None]:
+    """({"steps", "batch_size", "train_size"}, note): the profile's pretraining sizes for ``dataset`` (batch is the
+    GLOBAL batch), capped at the ``cpu`` profile's when the processes run on a CPU; ``note`` says when it was."""
+    steps, batch = recipe_steps(dataset, profile)
+    train = profile.cifar_train_size if dataset == "cifar10" else profile.mnist_train_size
+    sizes = {"steps": steps, "batch_size": batch, "train_size": train}
+    if device.type != "cpu":
+        return sizes, None
+    cpu = config.PROFILES["cpu"]
+    cpu_steps, cpu_batch = recipe_steps(dataset, cpu)
+    cpu_train = cpu.cifar_train_size if dataset == "cifar10" else cpu.mnist_train_size
+    capped = {"steps": min(steps, cpu_steps), "batch_size": min(batch, cpu_batch),
+              "train_size": cpu_train if train is None else min(train, cpu_train or train)}  # fmt: skip
+    if capped == sizes:
+        return sizes, None
+    return capped, (f"the '{profile.name}' profile's schedule ({steps} steps of {batch} images) would take days in "
+                    f"CPU processes: capped at the cpu profile's sizes ({capped['steps']} steps of "
+                    f"{capped['batch_size']} images, {capped['train_size']} training images)")
+
+
+def _arguments(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.pretrain_ddp", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist"],
+                        help="whose recipe: chapter 4's (cifar10, ResNet-18) or chapter 2's (mnist, small CNN)")
+    parser.add_argument("--steps", type=int, help="optimiser steps (default: the profile's)")
+    parser.add_argument("--batch-size", type=int, help="the GLOBAL batch, split over the processes (default: profile's)")
+    parser.add_argument("--train-size", type=int, help="training images (default: the profile's)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto: one GPU per process when there are enough, else the CPU")
+    parser.add_argument("--checkpoint", default=None,
+                        help="resumable run (default: <checkpoint dir>/<dataset>_ddp_run.pt; 'none': no checkpoint)")
+    parser.add_argument("--until-epoch", type=int, default=None, help="stop after this epoch (simulate an interruption)")
+    parser.add_argument("--encoder", default=None, help="where rank 0 saves f (default: next to the checkpoint)")
+    parser.add_argument("--results", default=None, help="a JSON summary written by rank 0")
+    parser.add_argument("--no-monitor", action="store_true", help="skip the kNN monitor of test accuracy")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def _knn_monitor(dataset: str, profile: config.Profile, device: torch.device, train_data):
+    from .data import load_cifar10, load_mnist
+    from .evaluate import extract_features, knn_accuracy
+
+    load, test_size = (load_cifar10, profile.cifar_test_size) if dataset == "cifar10" else (load_mnist,
+                                                                                            profile.mnist_test_size)
+    test = load(train=False, profile=profile).take(test_size).to(device)
+    bank = train_data.take(profile.knn_train_size)
+
+    def monitor(model):
+        return knn_accuracy(extract_features(model.encoder, bank.images), bank.labels,
+                            extract_features(model.encoder, test.images), test.labels)
+
+    return monitor
+
+
+def main(argv=None) -> int:
+    args = _arguments(argv)
+    run = distributed.setup(None if args.device == "auto" else args.device)
+    if not run.is_main:  # one voice: rank 0 prints; the others only report errors (stderr)
+        sys.stdout = open(os.devnull, "w")
+        warnings.simplefilter("ignore")
+    try:
+        return _main(args, run)
+    finally:
+        distributed.cleanup()
+
+
+def _main(args, run: distributed.Dist) -> int:
+    from .data import load_cifar10, load_mnist
+    from .train import pretrain, simclr_optimizer
+
+    torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))))
+    profile = config.get_profile()
+    config.banner(profile)
+    recipe = RECIPES[args.dataset]
+    sizes, note = profile_sizes(args.dataset, profile, run.device)
+    steps, batch_size, train_size = (args.steps or sizes["steps"], args.batch_size or sizes["batch_size"],
+                                     args.train_size or sizes["train_size"])
+    if note and not (args.steps and args.batch_size and args.train_size):
+        print("note:", note)
+    print(f"torchrun: {run.world_size} process(es), backend {run.backend or 'none (one process)'}, "
+          f"device {run.device.type}" + (f" (GPU {run.local_rank} for local rank {run.local_rank})"
+                                         if run.device.type == "cuda" else ""))
+
+    # Rank 0 loads (and downloads) first; the others then read the cached files.
+    load = load_cifar10 if args.dataset == "cifar10" else load_mnist
+    if not run.is_main:
+        distributed.barrier()
+    train_data = load(train=True, profile=profile).take(train_size).to(run.device)
+    if run.is_main:
+        distributed.barrier()
+    batch_size = min(batch_size, len(train_data))
+    epochs = config.epochs_for(steps, len(train_data), batch_size)
+    steps_per_epoch = len(train_data) // batch_size
+
+    model = build_model(args.dataset, seed=args.seed).to(run.device)  # the same start on every rank
+    optimizer, scheduler = simclr_optimizer(model, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                            warmup_epochs=round(recipe.warmup * epochs), recipe=recipe.optimizer,
+                                            lr=recipe.lr)  # the GLOBAL batch sets LARS's rate
+    peak_lr = scheduler.base_lrs[0]
+    print(f"data: {len(train_data):,} {train_data.name} images | global batch {batch_size} = {run.world_size} × "
+          f"{batch_size // run.world_size} | {epochs} epochs × {steps_per_epoch} steps | {recipe.optimizer} peak "
+          f"learning rate {peak_lr:.4g}")
+
+    default_dir = config.checkpoint_dir(profile)
+    checkpoint = Path(args.checkpoint or default_dir / f"{args.dataset}_ddp_run.pt")
+    if (args.checkpoint or "").lower() == "none":  # --checkpoint none: no checkpoint
+        checkpoint = None
+    monitor = None if args.no_monitor else _knn_monitor(args.dataset, profile, run.device, train_data)
+    history = pretrain(model, train_data.images, recipe.build_augment(), epochs=min(epochs, args.until_epoch or epochs),
+                       batch_size=batch_size, optimizer=optimizer, scheduler=scheduler, temperature=recipe.temperature,
+                       checkpoint_path=checkpoint, monitor=monitor, monitor_every=max(1, epochs // profile.knn_evals),
+                       seed=args.seed, progress=True)
+    synced = any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+    if run.is_main:
+        encoder_file = Path(args.encoder) if args.encoder else (checkpoint.with_name(checkpoint.stem + "_encoder.pt")
+                                                                if checkpoint else None)
+        finished = len(history) >= epochs
+        if encoder_file and finished:
+            encoder_file.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(model.encoder.state_dict(), encoder_file)
+            print(f"encoder f saved to {encoder_file}")
+        summary = {"dataset": args.dataset, "data": train_data.name, "is_standin": train_data.is_standin,
+                   "profile": profile.name, "world_size": run.world_size, "backend": run.backend,
+                   "device": run.device.type, "global_batch": batch_size, "per_rank_batch": batch_size // run.world_size,
+                   "train_size": len(train_data), "epochs": epochs, "steps": epochs * steps_per_epoch,
+                   "peak_lr": peak_lr, "optimizer": recipe.optimizer, "temperature": recipe.temperature,
+                   "batch_norm": "global (nn.SyncBatchNorm)" if synced else ("per rank" if run.world_size > 1 else
+                                                                              "one process"),
+                   "finished": finished, "checkpoint": str(checkpoint) if checkpoint else None,
+                   "encoder": str(encoder_file) if encoder_file and finished else None, "history": history}  # fmt: skip
+        if args.results:
+            Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.results).write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"done: {len(history)}/{epochs} epochs" + (f", last loss {history[-1]['loss']:.4f}" if history else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
