@@ -6,7 +6,7 @@ grading needs, namely the setup cell, the imports cell (the first code cell afte
 import), and the exercises section (from the first
 exercise stub to the end: stubs, self-check cells, exercise prose). The chapters' experiments are left out
 to keep the test fast; grading does not depend on them. A stub is "solved" with the code of the reference
-notebook's solution cell, or with one of the usual mistakes of chapter 3's NT-Xent.
+notebook's solution cell, or with one of the usual mistakes of chapter 3's multi-view NT-Xent.
 
 One grading run (about 10 notebooks, a few seconds each) serves most tests; the infinite loop gets a run of
 its own with a 3-second limit, on two notebooks whose cells all finish at once except the loop.
@@ -86,10 +86,12 @@ def save(nb, path: Path) -> None:
     nbformat.write(nb, path)
 
 
-CORRECT = solution(CH3, "my_nt_xent")
-DIAGONAL_NOT_MASKED = CORRECT.replace('.fill_diagonal_(float("-inf"))', "")
-SUMMED = CORRECT.replace("F.cross_entropy(logits, targets)", 'F.cross_entropy(logits, targets, reduction="sum")')
+CORRECT = solution(CH3, "my_multiview_nt_xent")
+DIAGONAL_NOT_MASKED = CORRECT.replace('.masked_fill(self_mask, float("-inf"))', "")
+SUMMED = CORRECT.replace(".sum(1) / positive.sum(1)", ".sum(1)")
 assert DIAGONAL_NOT_MASKED != CORRECT and SUMMED != CORRECT, "the chapter 3 solution changed: update the mistakes"
+FIRST, SECOND = "check_multiview_nt_xent", "check_anchor_grad_z"  # chapter 3's two self-checks
+DIAGONAL_HINT, SUM_HINT = "the self-similarity s_ii is still in the denominator", "you summed −log p_ip"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def gradebook(tmp_path_factory):
     save(solve(student_copy(CH3), DIAGONAL_NOT_MASKED), subs / "bob" / "03_nt_xent.ipynb")
 
     carol = solve(student_copy(CH3), SUMMED)  # flat layout; also deleted the stub of the second exercise
-    carol.cells = [c for c in carol.cells if not ("exercise-stub" in labs.tags(c) and "my_anchor_grad" in c.source)]
+    carol.cells = [c for c in carol.cells if not ("exercise-stub" in labs.tags(c) and "my_anchor_grad_z" in c.source)]
     save(carol, subs / "carol_03_nt_xent.ipynb")
 
     save(student_copy(CH3), subs / "dave" / "Copy of 03_nt_xent.ipynb")  # untouched
@@ -113,11 +115,11 @@ def gradebook(tmp_path_factory):
     save(erin, subs / "erin" / "03_nt_xent.ipynb")
 
     grace = solve(student_copy(CH3), DIAGONAL_NOT_MASKED)  # a wrong answer, and its self-check deleted
-    grace.cells.remove(self_check(grace, "check_nt_xent"))
+    grace.cells.remove(self_check(grace, FIRST))
     save(grace, subs / "grace" / "03_nt_xent.ipynb")
 
     heidi = solve(student_copy(CH3), SUMMED)  # a wrong answer, and a self-check that prints PASS
-    self_check(heidi, "check_nt_xent").source = 'print("PASS")'
+    self_check(heidi, FIRST).source = 'print("PASS")'
     save(heidi, subs / "heidi" / "03_nt_xent.ipynb")
 
     ivan = solve_all(student_copy(CH3), CH3)  # the kernel dies before the exercises are defined
@@ -126,9 +128,9 @@ def gradebook(tmp_path_factory):
 
     kim = solve(student_copy(CH3), SUMMED)  # a wrong answer, and the check and its reference patched
     patch = ("import course_utils.checks, course_utils.losses\n"
-             "course_utils.losses.nt_xent = course_utils.checks.nt_xent = my_nt_xent\n"
-             "course_utils.checks.check_nt_xent = lambda fn: print('PASS') or True")
-    kim.cells.insert(kim.cells.index(self_check(kim, "check_nt_xent")), nbformat.v4.new_code_cell(patch))
+             "course_utils.losses._nt_xent_from_ids = my_multiview_nt_xent\n"
+             f"course_utils.checks.{FIRST} = lambda fn: print('PASS') or True")
+    kim.cells.insert(kim.cells.index(self_check(kim, FIRST)), nbformat.v4.new_code_cell(patch))
     save(kim, subs / "kim" / "03_nt_xent.ipynb")
     (subs / "kim" / ".ipynb_checkpoints").mkdir()  # ignored, like any hidden file
     nbformat.write(student_copy(CH3), subs / "kim" / ".ipynb_checkpoints" / "03_nt_xent-checkpoint.ipynb")
@@ -144,7 +146,7 @@ def gradebook(tmp_path_factory):
 
 
 def results(row: dict, chapter: str = "03_nt_xent") -> tuple[str, str, str]:
-    return row[f"{chapter}/status"], row[f"{chapter}/check_nt_xent"], row[f"{chapter}/check_anchor_grad"]
+    return row[f"{chapter}/status"], row[f"{chapter}/{FIRST}"], row[f"{chapter}/{SECOND}"]
 
 
 # --- The gradebook --------------------------------------------------------------------------------------
@@ -154,15 +156,15 @@ def test_grading_finishes_with_exit_code_0_and_one_row_per_student(gradebook):
     assert gradebook["code"] == 0
     assert list(gradebook["rows"]) == ["alice", "bob", "carol", "dave", "erin", "grace", "heidi", "ivan", "kim"]
     header = gradebook["csv"].splitlines()[0].split(",")
-    assert header[:5] == ["student", "03_nt_xent/status", "03_nt_xent/seconds", "03_nt_xent/check_nt_xent",
-                          "03_nt_xent/check_anchor_grad"]
-    assert "06_baselines/check_cluster_accuracy" in header
+    assert header[:5] == ["student", "03_nt_xent/status", "03_nt_xent/seconds", f"03_nt_xent/{FIRST}",
+                          f"03_nt_xent/{SECOND}"]
+    assert "06_baselines/check_lloyd" in header
 
 
 def test_a_correct_submission_passes_every_check(gradebook):
     alice = gradebook["rows"]["alice"]
     assert results(alice) == ("ok", "PASS", "PASS")
-    assert alice["06_baselines/status"] == "ok" and alice["06_baselines/check_cluster_accuracy"] == "PASS"
+    assert alice["06_baselines/status"] == "ok" and alice["06_baselines/check_lloyd"] == "PASS"
     assert alice["03_nt_xent/notes"] == "" and alice["03_nt_xent/messages"] == ""
     assert 0 < float(alice["03_nt_xent/seconds"]) < 120
 
@@ -170,12 +172,12 @@ def test_a_correct_submission_passes_every_check(gradebook):
 def test_usual_mistakes_fail_with_the_checks_hint(gradebook):
     bob, carol = gradebook["rows"]["bob"], gradebook["rows"]["carol"]
     assert results(bob) == ("ok", "FAIL", NOT_IMPLEMENTED)
-    assert "did you mask the self-similarities" in bob["03_nt_xent/messages"]
+    assert DIAGONAL_HINT in bob["03_nt_xent/messages"]
     # carol also deleted the second stub, so her (unchanged) self-check cell of it raises a NameError
-    check_cell = next(i for i, c in enumerate(gradebook["carol"].cells) if "check_anchor_grad(" in c.source)
+    check_cell = next(i for i, c in enumerate(gradebook["carol"].cells) if f"{SECOND}(" in c.source)
     assert results(carol) == (f"crashed (cell {check_cell}, NameError)", "FAIL", "missing")
-    assert "you summed the 2N per-anchor losses" in carol["03_nt_xent/messages"]
-    assert "no function my_anchor_grad" in carol["03_nt_xent/messages"]
+    assert SUM_HINT in carol["03_nt_xent/messages"]
+    assert "no function my_anchor_grad_z" in carol["03_nt_xent/messages"]
 
 
 def test_an_untouched_student_copy_is_not_implemented(gradebook):
@@ -198,26 +200,26 @@ def test_a_dead_kernel_is_reported_and_its_checks_not_run(gradebook):
 def test_a_deleted_self_check_is_a_note_not_a_pass(gradebook):
     grace = gradebook["rows"]["grace"]
     assert results(grace) == ("ok", "FAIL", NOT_IMPLEMENTED)
-    assert "the self-check cell of check_nt_xent was deleted" in grace["03_nt_xent/notes"]
+    assert f"the self-check cell of {FIRST} was deleted" in grace["03_nt_xent/notes"]
 
 
 def test_printing_pass_instead_of_the_self_check_does_not_pass(gradebook):
     heidi = gradebook["rows"]["heidi"]
     assert results(heidi) == ("ok", "FAIL", NOT_IMPLEMENTED)
-    assert "the self-check cell of check_nt_xent was deleted or replaced" in heidi["03_nt_xent/notes"]
+    assert f"the self-check cell of {FIRST} was deleted or replaced" in heidi["03_nt_xent/notes"]
 
 
 def test_monkeypatching_the_checks_does_not_pass(gradebook):
     kim = gradebook["rows"]["kim"]  # her own self-check cell printed PASS
     assert results(kim) == ("ok", "FAIL", NOT_IMPLEMENTED)
-    assert "you summed" in kim["03_nt_xent/messages"]
+    assert SUM_HINT in kim["03_nt_xent/messages"]
     assert kim["03_nt_xent/notes"] == ""  # her self-check cell is unchanged
 
 
 def test_a_chapter_a_student_did_not_submit(gradebook):
     bob = gradebook["rows"]["bob"]
     assert bob["06_baselines/status"] == "not submitted"
-    assert bob["06_baselines/check_cluster_accuracy"] == "not run"
+    assert bob["06_baselines/check_lloyd"] == "not run"
 
 
 def test_the_html_summary_colours_results_and_shows_hints_on_hover(gradebook):
@@ -225,8 +227,7 @@ def test_the_html_summary_colours_results_and_shows_hints_on_hover(gradebook):
     assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == 1 + 9
     assert 'style="background:#c8e6c9"' in page  # PASS and ok
     assert 'style="background:#ffcdd2"' in page  # FAIL and crashed
-    assert re.search(r'<td style="background:#ffcdd2" title="[^"]*did you mask the self-similarities[^"]*">FAIL'
-                     r"</td>", page)
+    assert re.search(r'<td style="background:#ffcdd2" title="[^"]*' + DIAGONAL_HINT + r'[^"]*">FAIL</td>', page)
 
 
 # --- Time limits ---------------------------------------------------------------------------------------
@@ -244,11 +245,11 @@ def test_an_infinite_loop_is_stopped_and_the_next_submission_graded(tmp_path):
     columns, rows = grade.grade(tmp_path / "subs", REFERENCE, timeout=3, verbose=False)
     frank, gina = rows
     assert (frank["student"], frank["03_nt_xent/status"]) == ("frank", "timed out (cell 1)")
-    assert frank["03_nt_xent/check_nt_xent"] == "PASS"  # the kernel was interrupted, then graded
+    assert frank[f"03_nt_xent/{FIRST}"] == "PASS"  # the kernel was interrupted, then graded
     assert "cells 2 and later not run" in frank["03_nt_xent/notes"]
     assert float(frank["03_nt_xent/seconds"]) < 60
-    assert (gina["student"], gina["03_nt_xent/status"], gina["03_nt_xent/check_nt_xent"]) == ("gina", "ok", "PASS")
-    assert "the self-check cell of check_nt_xent was deleted" in gina["03_nt_xent/notes"]
+    assert (gina["student"], gina["03_nt_xent/status"], gina[f"03_nt_xent/{FIRST}"]) == ("gina", "ok", "PASS")
+    assert f"the self-check cell of {FIRST} was deleted" in gina["03_nt_xent/notes"]
 
 
 # --- What the grader expects, and bad input ----------------------------------------------------------
@@ -256,7 +257,7 @@ def test_an_infinite_loop_is_stopped_and_the_next_submission_graded(tmp_path):
 def test_the_expected_checks_come_from_the_reference_self_check_cells():
     chapters = grade.reference_chapters(REFERENCE)
     assert [(c.check, c.function) for c in chapters["03"].checks] == [
-        ("check_nt_xent", "my_nt_xent"), ("check_anchor_grad", "my_anchor_grad")]
+        (FIRST, "my_multiview_nt_xent"), (SECOND, "my_anchor_grad_z")]
     assert all(chapter.checks for chapter in chapters.values()), "every chapter has at least one self-check"
 
 
@@ -301,4 +302,4 @@ def test_a_missing_folder_or_reference_is_a_clear_error(tmp_path, capsys):
 def test_an_unreadable_notebook_is_graded_as_unreadable(tmp_path):
     (tmp_path / "zoe_03_nt_xent.ipynb").write_text("{ this is not json")
     _, [row] = grade.grade(tmp_path, REFERENCE, verbose=False)
-    assert row["03_nt_xent/status"] == "unreadable" and row["03_nt_xent/check_nt_xent"] == "not run"
+    assert row["03_nt_xent/status"] == "unreadable" and row[f"03_nt_xent/{FIRST}"] == "not run"

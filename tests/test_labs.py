@@ -312,3 +312,54 @@ def test_toc_and_notebooks_agree():
     assert not missing, f"_toc.yml lists pages that do not exist: {missing}"
     if CHAPTERS:
         assert on_disk <= listed, f"notebooks missing from _toc.yml: {sorted(on_disk - listed)}"
+
+
+# --- Student copies that do not hand out the answers ------------------------------------------------------
+
+def used_names(source: str) -> set[str]:
+    """Every name a cell imports (``from m import a``), refers to, or reaches as an attribute (``m.a``)."""
+    import ast
+
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    names = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(part for alias in node.names for part in alias.name.split("."))
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name):
+            names.add(node.id)
+    return names
+
+
+@needs_chapters
+@chapter
+def test_the_registry_of_exercises_matches_the_self_check_cells(path):
+    from course_utils.checks import EXERCISES
+
+    nb = nbformat.read(path, as_version=4)
+    calls = [re.search(r"(check_\w+)\((my_\w+)\)", c.source).groups() for c in nb.cells if "self-check" in labs.tags(c)]
+    assert sorted(calls) == sorted(EXERCISES.get(path.stem, [])), \
+        "course_utils.checks.EXERCISES must list the chapter's self-checks (the grader reads it)"
+
+
+@needs_chapters
+@chapter
+def test_a_student_copy_never_uses_the_reference_of_an_exercise(path):
+    """Calling the course's own version would pass the self-check: the student copy must not reach it."""
+    from course_utils.checks import EXERCISES, REFERENCES
+
+    student, _ = labs.student_version(nbformat.read(path, as_version=4), path)
+    forbidden = {name for check, _ in EXERCISES.get(path.stem, []) for name in REFERENCES[check]}
+    for i, cell in enumerate(student.cells):
+        if cell.cell_type == "code":
+            leaked = used_names(cell.source) & forbidden
+            assert not leaked, f"cell {i} of the student copy uses {sorted(leaked)}, the answer to an exercise"
+
+
+def test_the_reference_check_finds_a_leak():
+    assert "random_grayscale" in used_names("from course_utils import augment as A\nA.random_grayscale(x, p=1.0)")
+    assert "knn_predict" in used_names("from course_utils.evaluate import knn_predict as kp")
+    assert "_nt_xent_from_ids" in used_names("%time\nimport course_utils.losses\ncourse_utils.losses._nt_xent_from_ids")
