@@ -1,6 +1,6 @@
 """Run the benchmarks and record their figures in benchmarks/results.json (the book's results page reads it).
 
-    python benchmarks/run_all.py [--quick] [--only augment,train,mnist]
+    python benchmarks/run_all.py [--quick] [--only augment,train,mnist,distributed]
 
 Each suite's records replace that suite's earlier records for the same kind of device, so a CPU run and a
 GPU run (made on another machine) live side by side in one file.
@@ -25,10 +25,12 @@ RESULTS = HERE / "results.json"
 
 def suites():
     import bench_augment
+    import bench_distributed
     import bench_mnist
     import bench_train
 
-    return {"augment": bench_augment.run, "train": bench_train.run, "mnist": bench_mnist.run}
+    return {"augment": bench_augment.run, "train": bench_train.run, "mnist": bench_mnist.run,
+            "distributed": bench_distributed.run}
 
 
 def machine() -> dict:
@@ -42,7 +44,7 @@ def machine() -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs (figures are noisier)")
-    parser.add_argument("--only", default="", help="comma-separated suites: augment, train, mnist")
+    parser.add_argument("--only", default="", help="comma-separated suites: augment, train, mnist, distributed")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     available = suites()

@@ -16,8 +16,8 @@ and computes the loss of its own 2n anchors against all 2B rows (``local_anchor_
 DistributedDataParallel averages the ranks' gradients, which gives the gradient of L exactly, provided the
 gather lets gradients flow back: z_r is a negative in every other rank's loss, and those terms ∂L_s/∂z_r
 (s ≠ r) are computed on the other ranks. ``torch.distributed.all_gather`` returns plain tensors without a
-gradient, so they are silently dropped (the loss value is unchanged, only the gradient is wrong).
-``GatherWithGrad`` all-gathers forward and, backward, all-reduces (sums) the gradient of Z and keeps its own
+gradient, so they are silently dropped (the loss value is unchanged, only the gradient is wrong: see
+``gather_plain``). ``GatherWithGrad`` (``gather_with_grad``) all-gathers forward and, backward, all-reduces (sums) the gradient of Z and keeps its own
 slice, as solo-learn's ``GatherLayer`` and lightly's ``GatherLayer`` do. (torch 2.14's
 ``torch.distributed.nn.functional.all_gather`` has a gradient too, but its backward aborts the process under
 the gloo backend: its fallback uses all-to-all, which gloo lacks.)
@@ -37,6 +37,7 @@ import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -202,19 +203,18 @@ class GatherWithGrad(torch.autograd.Function):
         return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
 
 
-def gather(x: torch.Tensor, *, with_grad: bool = True) -> torch.Tensor:
-    """Every rank's ``x`` (m×…, the same shape on every rank), stacked in rank order: (W·m)×….
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``x`` (m×…, the same shape on every rank), stacked in rank order, (W·m)×…, with a gradient
+    back to every rank's ``x`` (``GatherWithGrad``). Outside a process group of several processes: ``x``."""
+    return GatherWithGrad.apply(x) if is_distributed() else x
 
-    with_grad=True   ``GatherWithGrad``: the gradient reaches every rank's x (use this).
-    with_grad=False  the trap, kept for the chapter and the tests: a plain ``dist.all_gather``, with this
-                     rank's block put back as ``x`` so that at least its own loss terms reach it (without
-                     that, backward fails loudly; with it, it silently loses the other ranks' terms).
-    Outside a process group of several processes, returns ``x``.
-    """
+
+def gather_plain(x: torch.Tensor) -> torch.Tensor:
+    """The trap, kept for chapter 7 and the tests: a plain ``dist.all_gather``, with this rank's block put back
+    as ``x`` so that at least its own loss terms reach it. Without that patch backward fails loudly; with it,
+    it silently loses the other ranks' terms (the loss value is the same). Outside a group: ``x``."""
     if not is_distributed():
         return x
-    if with_grad:
-        return GatherWithGrad.apply(x)
     blocks = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(blocks, x.contiguous())  # plain tensors: no grad_fn, nothing flows back through them
     blocks[dist.get_rank()] = x
@@ -246,7 +246,8 @@ def local_anchor_loss(z_all: torch.Tensor, rank: int, world_size: int, temperatu
         return -log_prob.mean()
 
 
-def nt_xent_global(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, *, gather_grad: bool = True,
+def nt_xent_global(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, *,
+                   gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    check_finite: bool = True) -> torch.Tensor:  # fmt: skip
     r"""NT-Xent over the global batch, inside a process group (SimCLR's loss on many GPUs).
 
@@ -262,8 +263,9 @@ def nt_xent_global(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
         z1, z2: N×D projections of this rank's two views, row i of each a positive pair; N ≥ 2 and the same
             N and D on every rank.
         temperature: t > 0 (SimCLR 0.5 on CIFAR-10, solo-learn 0.2).
-        gather_grad: False uses a plain ``all_gather`` (see ``gather``): the same loss value, a wrong gradient.
-            For demonstrations only.
+        gather: how every rank's 2N×D block cat(z1, z2) is collected, x -> (W·2N)×D in rank order; None:
+            ``gather_with_grad``. ``gather_plain`` gives the same loss value and a wrong gradient (for
+            demonstrations only); chapter 7 passes its own ``GatherWithGrad``.
         check_finite: as in ``losses.nt_xent``; the training loop turns it off (it synchronises).
     Returns:
         A scalar tensor. Outside a process group (or with one process) it is ``losses.nt_xent(z1, z2, t)``.
@@ -279,7 +281,7 @@ def nt_xent_global(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     rank, world = rank_and_world()
     if world == 1:
         return nt_xent(z1, z2, temperature, check_finite=False)
-    z_all = gather(torch.cat([z1, z2]), with_grad=gather_grad)
+    z_all = (gather or gather_with_grad)(torch.cat([z1, z2]))
     return local_anchor_loss(z_all, rank, world, temperature)
 
 

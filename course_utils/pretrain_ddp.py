@@ -58,6 +58,29 @@ def profile_sizes(dataset: str, profile: config.Profile, device: torch.device) -
                     f"{capped['batch_size']} images, {capped['train_size']} training images)")
 
 
+def launch(args, nproc: int, *, env: dict | None = None) -> str:
+    """Run ``python -m torch.distributed.run --standalone --nproc_per_node=<nproc> <args>`` (torchrun on one
+    machine), printing its output as it comes; return the output. Raises ``CalledProcessError`` on failure.
+
+    args  what follows torchrun's options: a script and its arguments, or ``["-m", "module", ...]``.
+    OMP_NUM_THREADS is set to 1 unless ``env`` says otherwise (torchrun would set it, with a warning).
+    """
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               *map(str, args)]
+    print("$ torchrun " + " ".join(command[3:]), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command, "".join(lines))
+    return "".join(lines)
+
+
 def _arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m course_utils.pretrain_ddp", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist"],
@@ -109,7 +132,9 @@ def _main(args, run: distributed.Dist) -> int:
     from .data import load_cifar10, load_mnist
     from .train import pretrain, simclr_optimizer
 
-    torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))))
+    # The node's cores shared among its processes (torchrun sets OMP_NUM_THREADS=1 for several; an explicit value wins).
+    per_process = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(4, per_process))))
     profile = config.get_profile()
     config.banner(profile)
     recipe = RECIPES[args.dataset]

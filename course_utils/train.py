@@ -360,7 +360,8 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
              run returns its history at once). On a CPU a resumed run ends bit-identical to an
              uninterrupted one with the same seed. A checkpoint from another device type resumes too.
     monitor  ``monitor(model) -> accuracy``, called every ``monitor_every`` epochs and at the end.
-    loss_fn  ``loss_fn(z1, z2, temperature)``; default ``losses.nt_xent``.
+    loss_fn  ``loss_fn(z1, z2, temperature)``; default ``losses.nt_xent`` (in a process group of several
+             processes ``distributed.nt_xent_global``).
     sync_every  read the loss from the device (for the progress display and the divergence check) every
              this many steps, and at the end of every epoch; the steps in between never wait for the GPU.
     History: one dict per epoch: epoch, loss (mean over steps), lr (of the last step),
@@ -375,6 +376,7 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
              on W. Each rank draws its views from its own generator (``distributed.rank_seed(seed, rank)``).
     the step  runs the model in DistributedDataParallel, with nn.SyncBatchNorm on GPUs (``sync_bn``), and
              the default loss ``distributed.nt_xent_global`` (negatives from every rank, with gradients).
+             (PyTorch's SyncBatchNorm itself reads a count from the GPU in every layer: that is its only wait.)
     checkpoints  rank 0 writes them (with every rank's generator state), then all ranks wait for it; every
              rank resumes from the same file, which must be on a file system that all of them see.
     history  the same on every rank: the loss is the global batch's (averaged over the ranks when it is read).
@@ -406,7 +408,7 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
     precision = str(step.dtype or torch.float32).replace("torch.", "")
     config = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed, "n_images": n,
               "device": device.type, "precision": precision, "world_size": world}
-    if world > 1:
+    if world > 1 and progress:
         say(f"{world} processes, {local.stop - local.start} images each of a global batch of {batch_size}; {step.note}")
     history, start = [], 0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
