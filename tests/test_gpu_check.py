@@ -17,7 +17,7 @@ def test_without_a_gpu_it_says_so_and_exits_with_2(monkeypatch, capsys):
     assert "No CUDA GPU here" in err and "make test" in err
 
 
-def test_glued_values_are_read_back_from_an_executed_notebook():
+def test_glued_values_are_read_back_from_an_executed_notebook(monkeypatch):
     pytest.importorskip("myst_nb")
     from myst_nb import glue
     from IPython.core.interactiveshell import InteractiveShell
@@ -25,7 +25,7 @@ def test_glued_values_are_read_back_from_an_executed_notebook():
     # What glue() writes, captured as a display output of a cell.
     shell = InteractiveShell.instance()
     outputs = []
-    shell.display_pub.publish = lambda data, metadata=None, **kw: outputs.append((data, metadata))
+    monkeypatch.setattr(shell.display_pub, "publish", lambda data, metadata=None, **kw: outputs.append((data, metadata)))
     glue("ch4_knn_end", 0.4375, display=False)
     data, metadata = outputs[-1]
     cell = nbformat.v4.new_code_cell("glue(...)")
