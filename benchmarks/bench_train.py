@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from course_utils import encoders, measure, models, train  # noqa: E402
+from course_utils import config, encoders, measure, models, train  # noqa: E402
 from course_utils.measure import Timer, forward_flops, peak_memory_mb  # noqa: E402
 
 CIFAR_EPOCH_IMAGES = 50_000
@@ -51,7 +51,7 @@ def pretrain_rate(kind: str, device, *, n_images, batch_size, amp="auto", channe
 
     kind: "smallcnn" or "resnet18_cifar": the course's recipe (encoder, head, views) of MNIST or CIFAR-10."""
     dataset, shape = ("mnist", (1, 28, 28)) if kind == "smallcnn" else ("cifar10", (3, 32, 32))
-    model = encoders.build_model(dataset, seed=0).to(device)
+    model = encoders.build_model(dataset, seed=0, profile=config.PROFILES["gpu"]).to(device)  # full ResNet-18
     aug = encoders.RECIPES[dataset].build_augment()
     images = torch.randint(0, 256, (n_images, *shape), dtype=torch.uint8, device=device)
     optimizer, scheduler = train.simclr_optimizer(model, batch_size=batch_size, epochs=2, warmup_epochs=0,

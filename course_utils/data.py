@@ -357,8 +357,9 @@ def _looks_like_network_error(error: BaseException) -> bool:
 def shapes_standin(train: bool = True, n: int | None = None, seed: int | None = None) -> ImageData:
     """Procedural 32×32 colour images of ten shape classes: the offline CIFAR-10 stand-in.
 
-    The class is the shape alone; colours, sizes, positions, rotations, stripe textures and background
-    gradients are random, so a representation must learn shape (and ignore colour) to separate them.
+    The class is the shape alone: one to four copies of it, in colours from six schemes that every class
+    uses alike, with random sizes, positions, rotations and shading (see ``_draw_shapes``), so a
+    representation must learn shape, not colour, to tell the classes, or even two images, apart.
     10,000 train / 2,000 test, balanced, deterministic.
     """
     n = n or (10_000 if train else 2_000)
@@ -369,12 +370,13 @@ def shapes_standin(train: bool = True, n: int | None = None, seed: int | None = 
         rng.shuffle(labels)
         return np.concatenate([_draw_shapes(labels[i:i + 1000], rng) for i in range(0, n, 1000)]), labels
 
-    images, labels = _cached(f"shapes10-v2-n{n}-seed{seed}", draw)
+    images, labels = _cached(f"shapes10-v3-n{n}-seed{seed}", draw)
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels).long(), SHAPES_CLASSES,
                      "Shapes-10 (CIFAR-10 stand-in)", True)
 
 
-# One implicit function per class: (u, v, r) -> inside? in the shape's own rotated, scaled frame.
+# One implicit function per class: (u, v, r) -> inside? in the shape's own rotated, scaled frame
+# (the shape fits in the unit disc).
 _SHAPES = [
     lambda u, v, r: r < 0.95,                                                         # circle
     lambda u, v, r: np.maximum(abs(u), abs(v)) < 0.75,                                # square
@@ -389,29 +391,66 @@ _SHAPES = [
                            axis=0) < 0.33,                                            # dots
 ]
 
+# Six colour schemes shared by every class: a light and a dark shade of one hue (red, orange, green, blue,
+# indigo), or white and near-black. An image takes one scheme, either way round (light shapes on dark or
+# dark on light).
+_HUES = np.array([[0.86, 0.16, 0.14], [0.96, 0.60, 0.10], [0.20, 0.66, 0.26], [0.15, 0.62, 0.86],
+                  [0.30, 0.22, 0.72]], dtype=np.float32)
+SCHEMES = np.stack([np.stack([0.45 * h + 0.55, 0.35 * h]) for h in _HUES]
+                   + [np.array([[0.92, 0.92, 0.90], [0.12, 0.12, 0.14]])]).astype(np.float32)
+_QUADRANTS = np.array([[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]], dtype=np.float32)
+
 
 def _draw_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = 32, supersample: int = 2) -> np.ndarray:
+    """Draw one image per label: uint8 N×3×size×size; ``rng`` is advanced deterministically.
+
+    Why it looks like this. In the first version every image had one shape in two colours drawn from the whole
+    RGB cube; that colour pair identified the image, survived crops and mild colour jitter, and SimCLR solved
+    its task by colour alone while the kNN accuracy of its features FELL. Now:
+    * one to four copies of the class's shape (one large copy anywhere, or one per chosen quadrant of a
+      jittered 2×2 grid), each with its own size, position and rotation (±20°: a square never becomes a
+      diamond), so almost every crop holds part of some copy, and the copies share only their shape;
+    * colours from six schemes shared by all classes (``SCHEMES``), with a ±10% random shade, a mild
+      brightness gradient, anti-aliased edges and pixel noise: colour says nothing about the class and,
+      after colour jitter, little about the image.
+    The class is carried by the shape alone, and classes are balanced by the caller.
+    """
     n, s = len(labels), size * supersample
     grid = ((np.arange(s) + 0.5) / s * 2 - 1).astype(np.float32)  # pixel centres in [-1, 1]
     y, x = np.meshgrid(grid, grid, indexing="ij")
     draw = lambda lo, hi, shape: rng.uniform(lo, hi, shape).astype(np.float32)  # float32 halves the work
-    scale = draw(0.45, 0.8, (n, 1, 1))
-    cx, cy = draw(-1, 1, (2, n, 1, 1)) * (1 - scale) * 0.9
-    angle = draw(-0.35, 0.35, (n, 1, 1))  # ±20°: enough variety, a square never becomes a diamond
-    u = (np.cos(angle) * (x - cx) + np.sin(angle) * (y - cy)) / scale
-    v = (-np.sin(angle) * (x - cx) + np.cos(angle) * (y - cy)) / scale
-    shape = np.zeros((n, s, s), dtype=np.float32)
-    for c, inside in enumerate(_SHAPES):  # only the images of class c are tested against shape c
-        idx = labels == c
-        shape[idx] = inside(u[idx], v[idx], np.hypot(u[idx], v[idx]))
-    fg = draw(0, 1, (n, 3, 1, 1))
-    bg = (fg + draw(0.3, 0.7, (n, 3, 1, 1))) % 1.0  # every channel differs by 0.3 or more
-    stripes = rng.random((n, 1, 1, 1)) < 0.4  # some shapes are striped
-    freq, tilt = draw(3, 8, (n, 1, 1, 1)), draw(0, np.pi, (n, 1, 1, 1))
-    texture = np.where(stripes, 0.75 + 0.25 * np.sign(np.sin(freq * np.pi * (np.cos(tilt) * x + np.sin(tilt) * y))),
-                       np.float32(1))
-    gradient = 0.7 + 0.3 * (draw(-1, 1, (n, 1, 1, 1)) * x + draw(-1, 1, (n, 1, 1, 1)) * y)
-    image = shape[:, None] * fg * texture + (1 - shape[:, None]) * bg * gradient
+
+    count = rng.integers(1, 5, size=n)  # how many copies
+    order = np.argsort(rng.random((n, 4)), axis=1)  # a random order of the four quadrants per image
+    used = np.arange(4)[None, :] < count[:, None]
+    big = count == 1
+    scale = np.where(big[:, None], draw(0.5, 0.8, (n, 4)), draw(0.26, 0.44, (n, 4)))
+    home = np.where(big[:, None, None], 0.0, _QUADRANTS[order])  # n×4×2 centres of the cells
+    room = np.where(big[:, None], 1.0, 0.5)[:, :, None] - scale[:, :, None]  # how far a copy may move
+    centre = home + draw(-1, 1, (n, 4, 2)) * room * 0.9
+    angle = draw(-0.35, 0.35, (n, 4))
+
+    scheme = rng.integers(len(SCHEMES), size=n)
+    dark_on_light = (rng.random(n) < 0.5)[:, None]
+    light, dark = SCHEMES[scheme, 0], SCHEMES[scheme, 1]
+    bg = np.where(dark_on_light, light, dark) * (1 + draw(-0.1, 0.1, (n, 3)))
+    fg = np.where(dark_on_light, dark, light) * (1 + draw(-0.1, 0.1, (n, 3)))
+    ramp = 1 + 0.2 * (draw(-1, 1, (n, 1, 1)) * x + draw(-1, 1, (n, 1, 1)) * y) / 2
+    image = bg[:, :, None, None] * ramp[:, None]  # n×3×s×s background
+    for k in range(4):
+        idx = np.flatnonzero(used[:, k])
+        if not len(idx):
+            continue
+        cx, cy = centre[idx, k, 0, None, None], centre[idx, k, 1, None, None]
+        sc, a = scale[idx, k, None, None], angle[idx, k, None, None]
+        u = (np.cos(a) * (x - cx) + np.sin(a) * (y - cy)) / sc
+        v = (-np.sin(a) * (x - cx) + np.cos(a) * (y - cy)) / sc
+        mask = np.zeros((len(idx), s, s), dtype=bool)
+        for c, inside in enumerate(_SHAPES):  # only the images of class c are tested against shape c
+            sel = labels[idx] == c
+            if sel.any():
+                mask[sel] = inside(u[sel], v[sel], np.hypot(u[sel], v[sel]))
+        image[idx] = np.where(mask[:, None], fg[idx, :, None, None], image[idx])
     image = image.reshape(n, 3, size, supersample, size, supersample).mean(axis=(3, 5))  # anti-alias
     image += rng.normal(0, 0.03, image.shape).astype(np.float32)
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)

@@ -1,6 +1,6 @@
 """Small SimCLR experiments that test the paper's claims: change one setting, train briefly, measure.
 
-    families = augmentation_families("mnist")      # {"crop": ..., "colour": ..., "crop + colour": ..., ...}
+    families = augmentation_families("mnist")      # {"geometry": ..., "colour": ..., "geometry + colour": ...}
     table = sweep("augment", families, dataset="mnist", train=train, test=test, steps=profile.lab_steps)
     plot_sweep(table, "augment")                    # one figure: the probe accuracy for each value
 
@@ -33,42 +33,47 @@ from .encoders import RECIPES, _check, build_encoder, build_optimizer
 SETTINGS = ("augment", "temperature", "batch_size", "head")
 HEADS = ("none", "linear", "mlp")
 METRICS = {"probe_h": "linear probe on h", "probe_z": "linear probe on z", "knn_h": "kNN on h"}
-RESULT_VERSION = 1  # bump when what a run computes changes, so old saved results are not reused
+RESULT_VERSION = 2  # bump when what a run computes changes, so old saved results are not reused
 
 
-def augmentation_families(dataset: str) -> dict[str, SimCLRAugment]:
+def augmentation_families(dataset: str) -> dict:
     """The paper's composition experiment (Figure 5, Table 1), for the recipe of ``dataset``:
 
-    "crop"                  random resized crop (digits: and small rotations; photos: and flips) only;
-    "colour"                colour distortion only (digits: brightness and contrast; photos: jitter and grey);
-    "crop + colour"         both;
-    "crop + colour + blur"  both and Gaussian blur (digits: the course's recipe; photos: blur with p = 0.5,
-                            which the CIFAR-10 recipe leaves out at 32×32).
+    "geometry"                  where things are: random resized crop and flip (photos), or rotation, zoom,
+                                shear, shift, elastic distortion and pen width (digits);
+    "colour"                    colour distortion only (photos: jitter and grey; digits: ink brightness and contrast);
+    "geometry + colour"         both: the recipe (the paper's "crop + colour");
+    "geometry + colour + blur"  and Gaussian blur with probability 0.5 (neither recipe uses it).
     """
     key = _check(dataset)
     full = RECIPES[key].build_augment()
-    settings = {k: v for k, v in vars(full).items()}
-    no_crop = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_deg=0.0)
-    no_colour = dict(jitter_p=0.0, gray_p=0.0)
-    blur = dict(blur_p=0.5) if key == "cifar10" else {}
+    settings = dict(vars(full))
+    if key == "mnist":
+        def variant(**changes):
+            return type(full)(**{**settings, **changes})
 
-    def variant(**changes):
-        merged = {**settings, **changes}
-        merged["crop_scale"], merged["crop_ratio"] = tuple(merged["crop_scale"]), tuple(merged["crop_ratio"])
-        return SimCLRAugment(merged.pop("size"), **merged)
+        no_geometry = dict(rotation_deg=0.0, zoom=(1.0, 1.0), shear_deg=0.0, translate=0.0, elastic_alpha=0.0,
+                           stroke_p=0.0)
+        no_colour = dict(jitter_p=0.0)
+    else:
+        def variant(**changes):
+            merged = {**settings, **changes}
+            return SimCLRAugment(merged.pop("size"), **merged)
 
-    return {"crop": variant(**no_colour, blur_p=0.0), "colour": variant(**no_crop, blur_p=0.0),
-            "crop + colour": variant(blur_p=0.0), "crop + colour + blur": variant(**blur)}
+        no_geometry = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_deg=0.0, flip_p=0.0)
+        no_colour = dict(jitter_p=0.0, gray_p=0.0)
+    return {"geometry": variant(**no_colour, blur_p=0.0), "colour": variant(**no_geometry, blur_p=0.0),
+            "geometry + colour": variant(blur_p=0.0), "geometry + colour + blur": variant(blur_p=0.5)}
 
 
-def _head(kind: str, dataset: str) -> nn.Module:
+def _head(kind: str, dataset: str, in_dim: int) -> nn.Module:
     from .models import ProjectionHead
 
     spec = RECIPES[dataset].head
     if kind == "mlp":
-        return ProjectionHead(**spec)
+        return ProjectionHead(in_dim, **spec)
     if kind == "linear":
-        return ProjectionHead(spec["in_dim"], out_dim=spec["out_dim"], num_layers=1)
+        return ProjectionHead(in_dim, out_dim=spec["out_dim"], num_layers=1)
     if kind == "none":
         return nn.Identity()  # the loss on h itself
     raise ValueError(f"head must be one of {HEADS}, got {kind!r}")
@@ -118,7 +123,8 @@ def run_simclr(dataset: str, train, test, *, steps: int, batch_size: int | None 
     if cache and path.exists():
         return {**json.loads(path.read_text()), "cached": True}
 
-    model = SimCLRModel(build_encoder(key, seed=seed), _head(head, key)).to(device)
+    encoder = build_encoder(key, seed=seed, profile=profile)
+    model = SimCLRModel(encoder, _head(head, key, encoder.feature_dim)).to(device)
     optimizer, scheduler, epochs = build_optimizer(model, recipe, n_images=len(train), steps=steps,
                                                    batch_size=batch_size)
     start = time.perf_counter()

@@ -59,22 +59,38 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
 
-def resnet18_cifar(in_channels: int = 3) -> nn.Module:
+def resnet18_cifar(in_channels: int = 3, width: int = 64) -> nn.Module:
     """ResNet-18 (He et al. 2016) with the CIFAR stem used by SimCLR (Chen et al. 2020, appx. B.9).
 
     torchvision's ResNet-18 starts with a 7×7 stride-2 convolution and a stride-2 max-pool: on a
     32×32 image that leaves 8×8 feature maps before the first residual block and throws away
     most of the detail. The CIFAR variant replaces conv1 with a 3×3 stride-1 convolution
-    (64 channels, no bias) and removes the max-pool; ``fc`` is replaced by Identity so the network
-    returns the 512-d pooled features h. 11,168,832 parameters.
+    (no bias) and removes the max-pool; ``fc`` is replaced by Identity so the network returns the
+    pooled features h. ``width`` is the first stage's number of channels (the stages have width × 1, 2, 4,
+    8): 64 is ResNet-18 (11,168,832 parameters, 512-d h); 16 is the same 18 layers at a quarter of the width,
+    1/16 of the computation, which the course's ``cpu`` profile trains on two CPU cores.
 
-    Input  (N, in_channels, 32, 32) float in [0, 1].  Output (N, 512).
+    Input  (N, in_channels, 32, 32) float in [0, 1].  Output (N, 8 × width).
     """
-    net = torchvision.models.resnet18(weights=None)
-    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    if width < 1:
+        raise ValueError(f"width must be a positive number of channels, got {width}")
+    net = torchvision.models.resnet18(weights=None, width_per_group=64)
+    if width != 64:  # rebuild the four stages narrower (torchvision's ResNet class makes them from inplanes)
+        from torchvision.models.resnet import BasicBlock
+
+        net.inplanes = width
+        net.bn1 = nn.BatchNorm2d(width)
+        net.layer1 = net._make_layer(BasicBlock, width, 2)
+        net.layer2 = net._make_layer(BasicBlock, 2 * width, 2, stride=2)
+        net.layer3 = net._make_layer(BasicBlock, 4 * width, 2, stride=2)
+        net.layer4 = net._make_layer(BasicBlock, 8 * width, 2, stride=2)
+        for m in net.modules():  # torchvision's initialisation, for the new layers
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    net.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
     net.fc = nn.Identity()
-    net.feature_dim = 512
+    net.feature_dim = 8 * width
     return net
 
 

@@ -158,7 +158,9 @@ def _main(args, run: distributed.Dist) -> int:
     epochs = config.epochs_for(steps, len(train_data), batch_size)
     steps_per_epoch = len(train_data) // batch_size
 
-    model = build_model(args.dataset, seed=args.seed).to(run.device)  # the same start on every rank
+    # The same start on every rank; on CPU processes the cpu profile's (quarter-width) ResNet-18, as the sizes.
+    model = build_model(args.dataset, seed=args.seed,
+                        profile=config.PROFILES["cpu"] if note else profile).to(run.device)
     optimizer, scheduler = simclr_optimizer(model, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                             warmup_epochs=round(recipe.warmup * epochs), recipe=recipe.optimizer,
                                             lr=recipe.lr)  # the GLOBAL batch sets LARS's rate

@@ -1,0 +1,67 @@
+"""The lab harness: one setting changed per run, a tidy table, results saved and reused, one figure."""
+
+import pytest
+import torch
+
+from course_utils import config, experiments
+from course_utils.augment import DigitAugment, SimCLRAugment
+from course_utils.data import mnist_standin
+
+torch.set_num_threads(2)
+SMOKE = config.get_profile("smoke")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return mnist_standin(True).take(128), mnist_standin(False).take(60)
+
+
+def test_the_families_are_the_recipe_with_parts_switched_off():
+    for dataset, kind in (("mnist", DigitAugment), ("cifar10", SimCLRAugment)):
+        families = experiments.augmentation_families(dataset)
+        assert list(families) == ["geometry", "colour", "geometry + colour", "geometry + colour + blur"]
+        assert all(isinstance(a, kind) for a in families.values())
+        assert families["geometry"].jitter_p == 0 and families["colour"].jitter_p > 0
+        assert families["geometry + colour + blur"].blur_p == 0.5 and families["geometry + colour"].blur_p == 0
+    assert repr(experiments.augmentation_families("mnist")["geometry + colour"]) == repr(
+        experiments.RECIPES["mnist"].build_augment())  # the recipe's own views are one of the families
+
+
+def test_a_sweep_gives_one_row_per_value_and_reuses_saved_runs(digits, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    train, test = digits
+    kw = dict(dataset="mnist", train=train, test=test, steps=2, profile=SMOKE, device="cpu")
+    table = experiments.sweep("temperature", [0.1, 0.5], **kw)
+    assert list(table["value"]) == ["0.1", "0.5"] and not table["cached"].any()
+    for metric in experiments.METRICS:
+        assert table[metric].between(0, 1).all()
+    again = experiments.sweep("temperature", [0.5], **kw)  # the same run: read back from disk
+    assert again["cached"].all() and again["probe_h"].iloc[0] == table["probe_h"].iloc[1]
+    assert "saved result" in capsys.readouterr().out
+    assert len(list((tmp_path / "smoke" / "experiments").glob("*.json"))) == 2
+
+
+def test_batch_sizes_are_compared_at_the_same_number_of_images(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    train, test = digits
+    table = experiments.sweep("batch_size", [32, 64], dataset="mnist", train=train, test=test, steps=2,
+                              profile=SMOKE, device="cpu", progress=False)
+    assert list(table["steps"]) == [8, 4]  # the recipe's batch (128) takes 2 steps: 256 images in every run
+
+
+def test_heads_none_linear_mlp_and_the_figure(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    train, test = digits
+    table = experiments.sweep("head", ["none", "linear"], dataset="mnist", train=train, test=test, steps=1,
+                              profile=SMOKE, device="cpu", progress=False)
+    none = table.set_index("value").loc["none"]
+    assert none["probe_h"] == none["probe_z"]  # with no head, z is h
+    assert len(experiments.plot_sweep(table).axes[0].lines) == 2
+
+
+def test_bad_settings_are_refused(digits):
+    train, test = digits
+    with pytest.raises(ValueError, match="setting must be one of"):
+        experiments.sweep("learning_rate", [1e-3], dataset="mnist", train=train, test=test, steps=1)
+    with pytest.raises(ValueError, match="head must be one of"):
+        experiments.run_simclr("mnist", train, test, steps=1, head="deep", profile=SMOKE, device="cpu", cache=False)
