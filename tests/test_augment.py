@@ -6,6 +6,10 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 
 from course_utils.augment import (
+    DigitAugment,
+    affine_theta,
+    elastic_offsets,
+    stroke_width,
     LUMA,
     SimCLRAugment,
     affine_grid,
@@ -191,7 +195,7 @@ def test_blur_smooths_and_keeps_constant_images():
 
 def test_mnist_augment_never_flips():
     aug = mnist_augment()
-    assert aug.flip_p == 0
+    assert not hasattr(aug, "flip_p")  # the digit views have no flip at all
     assert not any(isinstance(t, T.RandomHorizontalFlip) for t in pil_pipeline("mnist").transforms)
     # An image with ink only on its left side keeps it on the left in (nearly) every view;
     # with flips, about half the views would have it on the right.
@@ -199,9 +203,42 @@ def test_mnist_augment_never_flips():
     x[..., 4:12] = 255
     left_heavy = lambda y: (y[..., :14].sum((1, 2, 3)) > y[..., 14:].sum((1, 2, 3))).float().mean()
     assert left_heavy(aug(x, generator=gen(0))) > 0.95
-    flipping = SimCLRAugment(crop_scale=aug.crop_scale, flip_p=0.5, rotation_deg=15,
+    flipping = SimCLRAugment(crop_scale=(0.5, 1.0), flip_p=0.5, rotation_deg=15,
                              jitter_p=0, gray_p=0)
     assert left_heavy(flipping(x, generator=gen(0))) < 0.7
+
+
+def test_digit_views_switch_off_part_by_part():
+    x = images(8, c=1, side=28)
+    still = DigitAugment(rotation_deg=0, zoom=(1, 1), shear_deg=0, translate=0, elastic_alpha=0, stroke_p=0,
+                         jitter_p=0)
+    assert torch.allclose(still(x, generator=gen(0)), x.float() / 255, atol=1e-5)  # the identity
+    theta = affine_theta(4, rotation_deg=0, zoom=(2, 2), shear_deg=0, translate=0)
+    assert torch.allclose(theta[:, :, :2], 0.5 * torch.eye(2).expand(4, 2, 2))  # zoom 2: read half the image
+    field = elastic_offsets(3, 28, 28, alpha=1.5, generator=gen(0))
+    assert field.shape == (3, 28, 28, 2) and 0.3 < field.abs().mean().item() * 14 < 3  # about a pixel or so
+    assert elastic_offsets(2, 8, 8, alpha=0).abs().max() == 0
+
+
+def test_pen_width_thickens_or_thins_the_strokes():
+    x = torch.zeros(256, 1, 28, 28)
+    x[:, :, 10:18, 13:15] = 1.0  # a vertical stroke, 2 pixels wide
+    y = stroke_width(x, p=1.0, generator=gen(0))
+    ink = y.sum((1, 2, 3))
+    assert (ink > x[0].sum()).any() and (ink < x[0].sum()).any()  # some pens thicker, some thinner
+    assert torch.equal(stroke_width(x, p=0.0), x)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_digit_views_are_reproducible_and_checked():
+    x = images(16, c=1, side=28)
+    aug = mnist_augment()
+    assert torch.equal(aug(x, generator=gen(3)), aug(x, generator=gen(3)))
+    assert not torch.equal(aug(x, generator=gen(3)), aug(x, generator=gen(4)))
+    with pytest.raises(ValueError, match="zoom"):
+        DigitAugment(zoom=(1.2, 0.8))
+    with pytest.raises(ValueError, match="probability"):
+        DigitAugment(stroke_p=2)
 
 
 def test_cifar10_recipe_numbers():
