@@ -46,12 +46,14 @@ def device_peak(device: torch.device) -> tuple[float, str]:
     return measured_peak_flops(device), "measured fp32 matmul peak of this CPU"
 
 
-def pretrain_rate(kind: str, device, *, n_images, batch_size, amp="auto", channels_last="auto", compile_model=False):
+def pretrain_rate(kind: str, device, *, n_images, batch_size, amp="auto", channels_last="auto", compile_model=False,
+                  profile: str = "gpu"):
     """Images/s of the last of two epochs of pretrain(), the augmentation's images/s, peak memory.
 
-    kind: "smallcnn" or "resnet18_cifar": the course's recipe (encoder, head, views) of MNIST or CIFAR-10."""
+    kind: "smallcnn" or "resnet18_cifar": the course's recipe (encoder, head, views) of MNIST or CIFAR-10;
+    profile: whose network ("gpu": ResNet-18 at full width; "cpu": the quarter-width one chapter 4 trains on CPUs)."""
     dataset, shape = ("mnist", (1, 28, 28)) if kind == "smallcnn" else ("cifar10", (3, 32, 32))
-    model = encoders.build_model(dataset, seed=0, profile=config.PROFILES["gpu"]).to(device)  # full ResNet-18
+    model = encoders.build_model(dataset, seed=0, profile=config.PROFILES[profile]).to(device)
     aug = encoders.RECIPES[dataset].build_augment()
     images = torch.randint(0, 256, (n_images, *shape), dtype=torch.uint8, device=device)
     optimizer, scheduler = train.simclr_optimizer(model, batch_size=batch_size, epochs=2, warmup_epochs=0,
@@ -101,6 +103,12 @@ def run(quick: bool = False) -> list[dict]:
                     f"3 x {flops / 1e9:.2f} GFLOP x 2 views x 50,000 images / {peak / 1e12:.1f} TFLOP/s ({how})")
                 add("CIFAR-10 epoch, measured (extrapolated)", CIFAR_EPOCH_IMAGES / ips, "s", label,
                     f"50,000 / measured images/s; ratio to the bound {CIFAR_EPOCH_IMAGES / ips / bound:.1f}x")
+        if cpu:  # what chapter 4 trains in the cpu profile instead: the same layers at a quarter of the width
+            width = config.PROFILES["cpu"].cifar_width
+            ips, _, mem = pretrain_rate("resnet18_cifar", device, n_images=512 if quick else 2048, batch_size=128,
+                                        profile="cpu")
+            add(f"pretraining resnet18_cifar at width {width} (the cpu profile's)", ips, "images/s", label,
+                f"batch 128, two views; peak {mem:,.0f} MiB; compare with full width above (1/16 of the FLOPs)")
         if not cpu:
             for name, kw in [("fp32, no channels_last", dict(amp=False, channels_last=False)),
                              ("mixed precision, no channels_last", dict(channels_last=False)),
