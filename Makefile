@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# COURSE_PROGRESS=lines: training prints a line per epoch, not a progress bar whose every redraw the page would keep
+# (also when make runs from a terminal inside VS Code or Jupyter, which look like a live notebook).
 book: setup
-	$(VENV)/bin/jupyter-book build . --keep-going
+	COURSE_PROGRESS=lines $(VENV)/bin/jupyter-book build . --keep-going
 	@echo ""
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 

@@ -345,8 +345,10 @@ def checkpoint_dir(profile: Profile | None = None) -> Path:
 def live_progress() -> bool:
     """True when someone watches the output live (Colab, Jupyter, VS Code, a terminal): progress bars then
     redraw in place. False when a program records it (the book build, CI logs), where every redraw of a
-    bar would become a line of its own: training prints a line per epoch instead."""
-    if on_colab() or any(k in os.environ for k in ("JPY_SESSION_NAME", "JPY_PARENT_PID", "VSCODE_PID")):
+    bar would become a line of its own: training prints a line per epoch instead. (JPY_SESSION_NAME is set by
+    a Jupyter server for a notebook someone opened; JPY_PARENT_PID is not a sign: jupyter_client sets it for
+    every kernel, those of nbclient and the book build included.)"""
+    if on_colab() or any(k in os.environ for k in ("JPY_SESSION_NAME", "VSCODE_PID")):
         return True
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 

@@ -222,6 +222,8 @@ def test_progress_is_live_in_notebook_frontends_and_a_line_per_epoch_in_a_build(
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setitem(sys.modules, "google.colab", None)
     monkeypatch.setattr(sys, "stderr", open(os.devnull, "w"))
-    assert not config.live_progress()  # nbclient / jupyter-book / CI: nobody watches
+    assert not config.live_progress()  # CI: nobody watches
+    monkeypatch.setenv("JPY_PARENT_PID", "4242")  # jupyter_client sets it for every kernel, nbclient's too
+    assert not config.live_progress()  # nbclient / jupyter-book: nobody watches
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/02_simclr_mnist.ipynb")
     assert config.live_progress()
