@@ -5,10 +5,6 @@ the pytest item (``item.test_outputs``); this hook writes them back into the not
 every code cell passed is kept, executed, in ``config.stash[EXECUTED]`` ({path: notebook}). tests/test_book.py
 puts those into the book build's execution cache, so the book shows the very outputs nbval checked and no
 chapter is executed twice.
-
-With pytest-xdist (``make test`` runs ``-n 2``), the nbval cells and the book check form one work unit (the
-scheduler below): one worker runs every chapter in order and then builds the book from their outputs, while
-the other worker runs the test modules (unit tests, the Colab-style runs, grading, the distributed tests).
 """
 
 import copy
@@ -18,30 +14,6 @@ import pytest
 
 EXECUTED = pytest.StashKey[dict]()
 _PASSED = pytest.StashKey[dict]()
-
-
-NOTEBOOK_GROUP = "notebooks, then the book"
-
-
-def work_unit(nodeid: str) -> str:
-    """The xdist work unit of a test: the chapters' nbval cells and the book check share one, in that order;
-    every other test module is a unit of its own."""
-    path = nodeid.split("::", 1)[0]
-    return NOTEBOOK_GROUP if path.endswith((".ipynb", "tests/test_book.py")) else path
-
-
-@pytest.hookimpl(optionalhook=True)  # only called when pytest-xdist runs the session (make test: -n 2)
-def pytest_xdist_make_scheduler(config, log):
-    """Work units for the xdist workers: every test module is one unit, and the nbval cells of all the chapters
-    together with the book check are one more, run in collection order by one worker. Cells share a kernel,
-    and the book builds from the outputs stashed in the process that ran them."""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class NotebooksThenBook(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return work_unit(nodeid)
-
-    return NotebooksThenBook(config, log)
 
 
 def pytest_configure(config):
