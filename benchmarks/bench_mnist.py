@@ -6,7 +6,8 @@ Data: the 5,000 real MNIST digits of the offline stand-in (data.mnist_standin: m
 1,000 test, stratified). Pretrains chapter 2's recipe with ``encoders.pretrain_recipe("mnist", images, steps=...)``
 once per seed, then measures ONCE on the 1,000 test digits: the linear probe on h with all 4,000 labels and with
 10 per class (the mean of 5 random draws of the labelled digits), raw pixels and the untrained encoder as
-baselines, the probe on h with the last conv map pooled 2×2 (HAndGrid; the best probe input on the validation
+baselines, the same network trained supervised on all 4,000 labels as the reference point,
+the probe on h with the last conv map pooled 2×2 (HAndGrid; the best probe input on the validation
 split), and k-means / GMM clustering of pixels and of SimCLR features, raw and PCA-whitened to 10-d (the PCA
 fitted on the 4,000 unlabelled training features; 10 = the number of clusters, not tuned). The recipe itself was
 chosen on a validation split of the 4,000 training digits (course_utils/mnist_recipe_search.json).
@@ -27,12 +28,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_utils import baselines, config, encoders, evaluate  # noqa: E402
 from course_utils.data import mnist_standin, subset_index  # noqa: E402
+from course_utils.supervised import accuracy, train_supervised  # noqa: E402
 
 STEPS = config.PROFILES["cpu"].mnist_steps  # the cpu profile's budget: chapter 2's run
 SEEDS = (0, 1, 2)  # pretraining seeds; every figure is their mean (the notes list each seed's value)
 GRID = 2  # the probe that also sees where: h with the last conv map averaged over a GRID×GRID grid (issue #16)
 LABEL_DRAWS = 5  # 10 labels per class: the mean over 5 random draws of the 100 labelled digits (one draw is a lottery)
 N_CLUSTERS = 10
+SUPERVISED_LR = 1e-3  # the supervised reference's learning rate (supervised.py's example), not tuned
 
 
 def run(quick: bool = False, steps: int | None = None, seeds=None) -> list[dict]:
@@ -109,6 +112,15 @@ def _one_seed(seed: int, steps: int, train_set, test_set, device) -> dict:
             spread = "" if draws == 1 else f"the mean of {draws} random draws of the labelled digits; "
             add(f"linear probe, {rep}, {what}", np.mean(accs), "% test accuracy",
                 f"{spread}weight decay chosen on validation folds of the labelled digits")
+    # The reference point: the same network trained end to end on all 4,000 labels, with the same views and
+    # the same number of steps (Chen et al. 2020 compare linear evaluation with this, Table 7). Not tuned: the
+    # AdamW learning rate of supervised.py's example, cosine decay; it is what a linear probe on h could reach.
+    supervised = train_supervised(encoders.build_encoder("mnist", seed=seed), train_set.images, train_set.labels,
+                                  steps=steps, batch_size=config.PROFILES["cpu"].mnist_batch_size, lr=SUPERVISED_LR,
+                                  augment=recipe.build_augment(), seed=seed, device=device, progress=False)
+    add("supervised SmallCNN, all 4,000 labels", 100 * accuracy(supervised, test_set.images, test_set.labels),
+        "% test accuracy", f"the same network and views trained end to end with cross-entropy, {steps:,} steps "
+        f"of batch {config.PROFILES['cpu'].mnist_batch_size}, AdamW lr {SUPERVISED_LR} with cosine decay")
     # k-means draws straight lines between clusters by Euclidean (here: cosine) distance, so every direction
     # of h counts by its variance, and a few directions dominate h. PCA-whitening to as many dimensions as
     # there are clusters gives each direction the same weight. The PCA is fitted on the 4,000 training features
