@@ -114,7 +114,7 @@ def _one_seed(seed: int, steps: int, train_set, test_set, device) -> dict:
                 f"{spread}weight decay chosen on validation folds of the labelled digits")
     # The reference point: the same network trained end to end on all 4,000 labels, with the same views and
     # the same number of steps (Chen et al. 2020 compare linear evaluation with this, Table 7). Not tuned: the
-    # AdamW learning rate of supervised.py's example, cosine decay; it is what a linear probe on h could reach.
+    # AdamW learning rate of supervised.py's example, cosine decay: the usual yardstick for a linear probe.
     supervised = train_supervised(encoders.build_encoder("mnist", seed=seed), train_set.images, train_set.labels,
                                   steps=steps, batch_size=config.PROFILES["cpu"].mnist_batch_size, lr=SUPERVISED_LR,
                                   augment=recipe.build_augment(), seed=seed, device=device, progress=False)
