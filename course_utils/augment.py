@@ -445,6 +445,16 @@ def mnist_augment() -> DigitAugment:
                         stroke_p=0.5, jitter=(0.4, 0.4), jitter_p=0.8, blur_p=0.0)
 
 
+def mild_digit_augment() -> DigitAugment:
+    """Small distortions of digits for fitting a linear probe on views (``evaluate.linear_probe_with_views``):
+    rotation and shear ±8°, zoom 0.9-1.1, shifts of 5%, an elastic field of 1 pixel, the pen; no ink jitter.
+    About half of ``mnist_augment``'s geometry: a probe wants more examples of each digit that still look like
+    it, not the hard views a contrastive task needs. Chosen on the validation split (mnist_recipe_search.json).
+    """
+    return DigitAugment(rotation_deg=8.0, zoom=(0.9, 1.1), shear_deg=8.0, translate=0.05, elastic_alpha=1.0,
+                        stroke_p=0.5, jitter_p=0.0, blur_p=0.0)
+
+
 def pil_pipeline(dataset: str = "cifar10"):
     """The same recipe as a per-image torchvision (v1) transform on PIL images, for comparison (for digits,
     its affine and ink parts). This is what a DataLoader would run on the CPU, one image at a time.

@@ -3,6 +3,7 @@
     feats = extract_features(model.encoder, data.images)        # N×D float32 on the CPU
     result = linear_probe(train_feats, train_labels, test_feats, test_labels)
     result.accuracy, result.weight_decay                       # test accuracy, L2 chosen on training data
+    linear_probe_with_views(encoder, train_images, train_labels, test_images, test_labels, augment=mild_digit_augment())
     knn_accuracy(train_feats, train_labels, test_feats, test_labels, k=200, temperature=0.1)
     cluster_accuracy(y_true, kmeans_ids)                        # Hungarian matching of clusters to labels
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import config
-from .augment import to_float
+from .augment import call_augment, to_float
 from .data import as_numpy
 
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -110,9 +111,25 @@ def _predict(x, w, b):
     return (x @ w.T + b).argmax(1)
 
 
-def _splits(y: np.ndarray, val_fraction: float, seed: int):
-    """Stratified hold-out split, or stratified k-fold when the hold-out would hold too few of a class."""
+def _splits(y: np.ndarray, val_fraction: float, seed: int, groups: np.ndarray | None = None):
+    """Stratified hold-out split, or stratified k-fold when the hold-out would hold too few of a class.
+    With ``groups`` (one id per row, e.g. an image and its augmented views), the groups are split, so that all
+    rows of a group fall on the same side (each group must hold one class)."""
     from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+
+    if groups is not None:
+        _, first, member = np.unique(groups, return_index=True, return_inverse=True)
+        if len(np.unique(np.stack([member, y]), axis=1)[0]) != len(first):
+            raise ValueError("a group holds more than one class: the rows of one group must share a label")
+        splits, selection = _splits(y[first], val_fraction, seed)
+        order = np.argsort(member, kind="stable")  # the rows of group 0, then of group 1, ...
+        ends = np.cumsum(np.bincount(member))
+        starts = ends - np.bincount(member)
+
+        def rows_of(ids):  # the rows of these groups, in the order the split gives the groups
+            return np.concatenate([order[starts[g]:ends[g]] for g in ids])
+
+        return [(rows_of(fit), rows_of(val)) for fit, val in splits], f"{selection}, by groups"
 
     smallest = int(np.bincount(y)[np.unique(y)].min())
     if smallest * val_fraction >= MIN_VAL_PER_CLASS:
@@ -128,7 +145,7 @@ def _splits(y: np.ndarray, val_fraction: float, seed: int):
 
 def linear_probe(train_features, train_labels, test_features, test_labels, *, val_fraction: float = 0.2,
                  weight_decays=DEFAULT_WEIGHT_DECAYS, max_iter: int = 100, seed: int = 0,
-                 device=None) -> ProbeResult:
+                 groups=None, device=None) -> ProbeResult:
     """Linear evaluation: softmax regression on standardised frozen features (N×D arrays or tensors).
 
     1. Standardise every feature with the mean/std of the training features only.
@@ -138,7 +155,8 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, va
        Ties go to the stronger regularisation.
     3. Refit on all training data with the best strength; predict the test set once.
     ``max_iter`` is the number of full-batch L-BFGS iterations (each one pass over the data). ``seed``
-    fixes the splits; the fit itself is deterministic (a convex problem started at zero).
+    fixes the splits; the fit itself is deterministic (a convex problem started at zero). ``groups`` (one id
+    per training row) keeps rows that belong together, e.g. an image and its views, on one side of the splits.
     """
     device = torch.device(device) if device is not None else config.get_device()
     x_train = _as_tensor(train_features, torch.float32).to(device).reshape(len(train_features), -1)
@@ -150,6 +168,10 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, va
                          f"test {len(x_test)} vs {len(y_test_np)}")
     if x_train.shape[1] != x_test.shape[1]:
         raise ValueError(f"train features have {x_train.shape[1]} dimensions, test features {x_test.shape[1]}")
+    if groups is not None:
+        groups = as_numpy(groups).ravel()
+        if len(groups) != len(y_train_np):
+            raise ValueError(f"groups has {len(groups)} ids for {len(y_train_np)} training rows: give one per row")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     weight_decays = sorted((float(wd) for wd in weight_decays), reverse=True)  # strongest first
@@ -167,16 +189,17 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, va
         torch.set_num_threads(1)
     try:
         return _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decays, val_fraction,
-                               max_iter, seed)
+                               max_iter, seed, groups)
     finally:
         torch.set_num_threads(threads)
 
 
-def _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decays, val_fraction, max_iter, seed):
+def _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decays, val_fraction, max_iter, seed,
+                    groups=None):
     y_train_np = y_train.cpu().numpy()
     val_scores, selection = {}, "not selected (one weight decay given)"
     if len(weight_decays) > 1:
-        splits, selection = _splits(y_train_np, val_fraction, seed)
+        splits, selection = _splits(y_train_np, val_fraction, seed, groups)
         device = x_train.device
         starts = [None] * len(splits)  # per split: the solution for the previous (stronger) weight decay
         for wd in weight_decays:
@@ -196,6 +219,27 @@ def _select_and_fit(x_train, y_train, x_test, y_test_np, n_classes, weight_decay
     return ProbeResult(accuracy=float(correct.mean()), val_accuracy=val_scores.get(chosen, float("nan")),
                        weight_decay=chosen, predictions=predictions, per_class_accuracy=per_class,
                        val_scores=val_scores, selection=selection)
+
+
+def linear_probe_with_views(encoder: torch.nn.Module, train_images, train_labels, test_images, test_labels, *,
+                            augment, copies: int = 4, seed: int = 0, device=None) -> ProbeResult:
+    """The linear probe fitted on the labelled images AND ``copies`` augmented views of each: more examples
+    for the same labels, as SimCLR's own linear evaluation trains on augmented views (random crops and flips,
+    Chen et al. 2020, §B.6). ``augment`` maps N×C×H×W images to views (e.g. ``augment.mild_digit_augment()``);
+    the test images are not augmented. The L2 strength is chosen as ``linear_probe`` chooses it, with each
+    image and its views kept on the same side of the validation split (``groups``): a view of a held-out image
+    in the fitting rows would leak it into the choice. ``seed`` fixes the views and the split.
+    """
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
+        raise ValueError(f"copies is the number of augmented views per labelled image, an integer >= 0, got {copies!r}")
+    train_images = getattr(train_images, "images", train_images)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    views = [train_images] + [call_augment(augment, train_images.cpu(), generator) for _ in range(copies)]
+    features = torch.cat([extract_features(encoder, v, device=device) for v in views])
+    test_features = extract_features(encoder, getattr(test_images, "images", test_images), device=device)
+    labels = np.tile(as_numpy(train_labels).ravel(), copies + 1)
+    groups = np.tile(np.arange(len(train_images)), copies + 1)
+    return linear_probe(features, labels, test_features, test_labels, seed=seed, groups=groups, device=device)
 
 
 # --- Weighted kNN (Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric Instance Discrimination")

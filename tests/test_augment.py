@@ -20,6 +20,7 @@ from course_utils.augment import (
     gaussian_blur,
     horizontal_flip,
     jitter_matrices,
+    mild_digit_augment,
     mnist_augment,
     pil_pipeline,
     random_grayscale,
@@ -39,6 +40,7 @@ def gen(seed):
 PIPELINES = {
     "cifar10": lambda: cifar10_augment(),
     "mnist": lambda: mnist_augment(),
+    "mild digits": lambda: mild_digit_augment(),
     "everything": lambda: SimCLRAugment(blur_p=1.0, rotation_deg=20, noise_std=0.1),
 }
 
@@ -306,3 +308,12 @@ def test_runs_on_the_gpu_and_reproduces_with_a_cuda_generator():
     g = lambda: torch.Generator(device="cuda").manual_seed(0)
     a, b = aug(x, generator=g()), aug(x, generator=g())
     assert a.is_cuda and torch.equal(a, b)
+
+
+def test_mild_digit_views_stay_closer_to_the_digit_than_the_recipes():
+    """The probe's views (mild_digit_augment) move a stroke less than the contrastive views (mnist_augment)."""
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 6:22, 12:16] = 1.0  # a "1"
+    change = {name: (make()(x, generator=torch.Generator().manual_seed(0)) - x).abs().mean().item()
+              for name, make in (("mild", mild_digit_augment), ("recipe", mnist_augment))}
+    assert 0 < change["mild"] < 0.8 * change["recipe"], change

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from course_utils import evaluate
 from course_utils.evaluate import (ProbeResult, cluster_accuracy, clustering_scores, extract_features,
-                                   knn_accuracy, knn_predict, linear_probe)
+                                   knn_accuracy, knn_predict, linear_probe, linear_probe_with_views)
 
 
 
@@ -131,6 +132,76 @@ def test_linear_probe_bad_inputs():
         linear_probe(x, y, x[:, :5], y)
     with pytest.raises(ValueError, match="at least 2 per class"):
         linear_probe(x[:12], np.arange(12) % 11, x, y)  # class 0 twice, the others once
+
+
+def test_grouped_splits_keep_each_group_on_one_side():
+    for per_class, expected in ((120, "hold-out 20%, by groups"), (10, "5-fold CV, by groups")):
+        _, y = blobs(n_per_class=per_class, seed=8)
+        labels, ids = np.tile(y, 3), np.tile(np.arange(len(y)), 3)  # each row and two copies of it
+        splits, selection = evaluate._splits(labels, 0.2, 0, ids)
+        assert selection == expected
+        for fit, val in splits:
+            assert not set(ids[fit]) & set(ids[val])
+            assert len(fit) + len(val) == len(labels)
+            assert (np.bincount(ids[val])[np.unique(ids[val])] == 3).all()  # whole groups, never a part
+    _, y = blobs(n_per_class=120, seed=8)
+    # one id per row: the same splits, in the same order, as without groups
+    plain, _ = evaluate._splits(y, 0.2, 0)
+    grouped, _ = evaluate._splits(y, 0.2, 0, np.arange(len(y)))
+    for (a, b), (c, d) in zip(plain, grouped):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+
+
+def test_grouped_probe_rejects_groups_that_mix_classes_or_miscount():
+    x, y = blobs(n_per_class=30, seed=9)
+    with pytest.raises(ValueError, match="share a label"):
+        linear_probe(x, y, x, y, groups=np.zeros(len(y), int), device="cpu")
+    with pytest.raises(ValueError, match="one per row"):
+        linear_probe(x, y, x, y, groups=np.arange(len(y) - 1), device="cpu")
+
+
+class Mean(torch.nn.Module):
+    """A stand-in encoder: the mean intensity of each of four quadrants, a 4-d feature."""
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+
+def quadrant_images(n, seed):
+    """Images whose class is which quadrant is bright (4 classes), with noise: a probe on Mean() can learn it."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    images = torch.rand(n, 1, 8, 8, generator=g) * 0.5
+    for i, c in enumerate(labels.tolist()):
+        images[i, :, (c // 2) * 4:(c // 2) * 4 + 4, (c % 2) * 4:(c % 2) * 4 + 4] += 0.5
+    return images, labels
+
+
+def test_probe_with_views_adds_views_keeps_the_test_images_and_is_seeded():
+    images, labels = quadrant_images(80, seed=0)
+    test_images, test_labels = quadrant_images(40, seed=1)
+    seen = []
+
+    def augment(batch, generator=None):
+        seen.append(batch.shape[0])
+        return (batch + 0.05 * torch.randn(batch.shape, generator=generator)).clamp(0, 1)
+
+    result = linear_probe_with_views(Mean(), images, labels, test_images, test_labels, augment=augment, copies=3,
+                                     seed=0, device="cpu")
+    assert seen == [80, 80, 80]  # three views of the labelled images, none of the test images
+    assert result.accuracy > 0.9 and result.selection.endswith("by groups")
+    again = linear_probe_with_views(Mean(), images, labels, test_images, test_labels, augment=augment, copies=3,
+                                    seed=0, device="cpu")
+    np.testing.assert_array_equal(again.predictions, result.predictions)
+    assert again.val_scores == result.val_scores
+    plain = linear_probe(extract_features(Mean(), images), labels, extract_features(Mean(), test_images), test_labels,
+                         device="cpu")
+    none = linear_probe_with_views(Mean(), images, labels, test_images, test_labels, augment=augment, copies=0,
+                                   device="cpu")
+    assert none.val_scores == plain.val_scores and none.weight_decay == plain.weight_decay
+    with pytest.raises(ValueError, match="copies"):
+        linear_probe_with_views(Mean(), images, labels, test_images, test_labels, augment=augment, copies=-1)
 
 
 # --- kNN -----------------------------------------------------------------------------------------
