@@ -96,27 +96,25 @@ def _one_seed(seed: int, steps: int, train_set, test_set, device) -> dict:
     add("SimCLR final loss", encoder.history[-1]["loss"], "NT-Xent", setting)
     untrained = encoders.build_encoder("mnist", seed=seed).to(device)
 
-    feats_tr = evaluate.extract_features(encoder, train_set.images)
-    feats_te = evaluate.extract_features(encoder, test_set.images)
-    grid_tr = evaluate.extract_features(HAndGrid(encoder), train_set.images)
-    grid_te = evaluate.extract_features(HAndGrid(encoder), test_set.images)
-    rand_tr = evaluate.extract_features(untrained, train_set.images)
-    rand_te = evaluate.extract_features(untrained, test_set.images)
+    simclr = {"SimCLR features": encoder, f"SimCLR h + last conv map pooled {GRID}×{GRID}": HAndGrid(encoder)}
+
+    def both(model):  # the features of the training and of the test digits
+        return evaluate.extract_features(model, train_set.images), evaluate.extract_features(model, test_set.images)
+
     pix_tr, pix_te = baselines.flatten_pixels(train_set.images), baselines.flatten_pixels(test_set.images)
-    with_views = {"SimCLR features": encoder, f"SimCLR h + last conv map pooled {GRID}×{GRID}": HAndGrid(encoder)}
+    features = {**{rep: both(model) for rep, model in simclr.items()},
+                "raw pixels": (pix_tr, pix_te), "untrained encoder": both(untrained)}
+    feats_tr, feats_te = features["SimCLR features"]
     for budget, draws in ((None, 1), (10, LABEL_DRAWS)):
         what = "all 4,000 labels" if budget is None else f"{budget} labels per class"
         spread = "" if draws == 1 else f"the mean of {draws} random draws of the labelled digits; "
         labelled = [subset_index(train_set.labels, per_class=budget, seed=draw) for draw in range(draws)]  # None: all
-        for rep, (tr, te) in {"SimCLR features": (feats_tr, feats_te),
-                              f"SimCLR h + last conv map pooled {GRID}×{GRID}": (grid_tr, grid_te),
-                              "raw pixels": (pix_tr, pix_te),
-                              "untrained encoder": (rand_tr, rand_te)}.items():
+        for rep, (tr, te) in features.items():
             accs = [100 * evaluate.linear_probe(tr[idx], train_set.labels[idx], te, test_set.labels, seed=0).accuracy
                     for idx in labelled]
             add(f"linear probe, {rep}, {what}", np.mean(accs), "% test accuracy",
                 f"{spread}weight decay chosen on validation folds of the labelled digits")
-        for rep, model in with_views.items():
+        for rep, model in simclr.items():
             accs = [100 * evaluate.linear_probe_with_views(model, train_set.images[idx], train_set.labels[idx],
                                                            test_set.images, test_set.labels,
                                                            augment=mild_digit_augment(), copies=VIEWS, seed=0).accuracy
