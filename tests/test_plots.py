@@ -1,6 +1,8 @@
 """Tests of course_utils.plots: every function returns a Figure with the expected axes and title."""
 
+import inspect
 import sys
+import types
 
 import matplotlib
 
@@ -90,13 +92,38 @@ def clustered_points(seed=0):
     return rng.normal(size=(60, 8)) + 4 * np.eye(8)[labels], labels
 
 
-def test_umap_scatter_with_legend():
+class FakeUMAP:
+    """Stands in for umap.UMAP: records its options and returns two columns of the input. A real UMAP's first call
+    in a process spends about half a minute compiling numba code (the smoke profile draws PCA; the book build runs
+    the real one); test_umap_accepts_the_options_we_pass checks the real class takes what we give it."""
+    made = []
+
+    def __init__(self, **options):
+        self.options = options
+        FakeUMAP.made.append(self)
+
+    def fit_transform(self, x):
+        return np.asarray(x)[:, :2]
+
+
+def test_umap_scatter_with_legend(monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
+    FakeUMAP.made.clear()
     features, labels = clustered_points()
-    fig = plots.umap_scatter(features, labels, classes=["a", "b", "c"], title=NAME, n_neighbors=10)
+    fig = plots.umap_scatter(features, labels, classes=["a", "b", "c"], title=NAME, n_neighbors=10, seed=3)
+    assert [u.options for u in FakeUMAP.made] == [{"n_neighbors": 10, "random_state": 3}]
+    small = plots.umap_scatter(features[:5], labels[:5], n_neighbors=10)  # fewer points than neighbours asked
+    assert FakeUMAP.made[-1].options["n_neighbors"] == 4 and small.axes[0].get_xlabel() == "UMAP 1"
     assert len(fig.axes) == 1 and has_name(fig)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b", "c"]
     assert len(fig.axes[0].collections) == 3  # one scatter per class
     assert fig.axes[0].get_xlabel() == "UMAP 1"
+
+
+def test_umap_accepts_the_options_we_pass():
+    umap = pytest.importorskip("umap")
+    parameters = inspect.signature(umap.UMAP).parameters
+    assert {"n_neighbors", "random_state"} <= set(parameters) and callable(umap.UMAP.fit_transform)
 
 
 def test_embedding_panels_falls_back_to_pca_without_umap(monkeypatch, capsys):
