@@ -123,8 +123,9 @@ def _splits(y: np.ndarray, val_fraction: float, seed: int, groups: np.ndarray | 
             raise ValueError("a group holds more than one class: the rows of one group must share a label")
         splits, selection = _splits(y[first], val_fraction, seed)
         order = np.argsort(member, kind="stable")  # the rows of group 0, then of group 1, ...
-        ends = np.cumsum(np.bincount(member))
-        starts = ends - np.bincount(member)
+        sizes = np.bincount(member)
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
 
         def rows_of(ids):  # the rows of these groups, in the order the split gives the groups
             return np.concatenate([order[starts[g]:ends[g]] for g in ids])
