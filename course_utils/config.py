@@ -266,6 +266,25 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def use_cpu_threads(limit: int = 4, processes: int = 1) -> int:
+    """Set how many CPU threads torch uses, and return it.
+
+    $OMP_NUM_THREADS when it is set: whoever set it knows what else runs on the machine (torchrun sets it to
+    1 for several processes; ``make test`` too, for its two workers). Otherwise the cores shared among
+    ``processes`` processes on this machine, at most ``limit``: past about 4, threads only slow a small model.
+    """
+    explicit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if explicit:
+        if not explicit.isdigit() or int(explicit) < 1:
+            raise ValueError(f"OMP_NUM_THREADS={explicit!r} is not a whole number of threads. Unset it, or set "
+                             "it to one, e.g. OMP_NUM_THREADS=2.")
+        threads = int(explicit)
+    else:
+        threads = max(1, min(limit, (os.cpu_count() or 1) // max(1, processes)))
+    torch.set_num_threads(threads)
+    return threads
+
+
 # --- Precision ------------------------------------------------------------------------------------
 
 def choose_precision(device: torch.device | str) -> tuple[torch.dtype | None, str]:

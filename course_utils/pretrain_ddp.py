@@ -133,8 +133,7 @@ def _main(args, run: distributed.Dist) -> int:
     from .train import pretrain, simclr_optimizer
 
     # The node's cores shared among its processes (torchrun sets OMP_NUM_THREADS=1 for several; an explicit value wins).
-    per_process = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(4, per_process))))
+    config.use_cpu_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     profile = config.get_profile()
     config.banner(profile)
     recipe = RECIPES[args.dataset]

@@ -84,6 +84,25 @@ def test_seed_everything_makes_torch_numpy_and_python_repeatable():
     assert draws[0] == draws[1]
 
 
+def test_cpu_threads_are_omp_num_threads_when_set_else_the_shared_cores_at_most_4(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what make test and torchrun set
+        assert config.use_cpu_threads() == 1 == torch.get_num_threads()
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr(os, "cpu_count", lambda: 16)
+        assert config.use_cpu_threads() == 4
+        assert config.use_cpu_threads(processes=8) == 2 == torch.get_num_threads()
+        monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one thread
+        assert config.use_cpu_threads() == 1
+        for bad in ("two", "0", "-1", "1.5"):
+            monkeypatch.setenv("OMP_NUM_THREADS", bad)
+            with pytest.raises(ValueError, match=f"OMP_NUM_THREADS='{bad}' is not a whole number"):
+                config.use_cpu_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_paths_follow_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_HOME", str(tmp_path / "home"))
     assert config.data_dir() == tmp_path / "home" / "data"
