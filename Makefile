@@ -31,10 +31,14 @@ book: setup
 
 # Unit tests, every notebook under nbval in the smoke profile, the student copies run as Colab
 # would, and the book build check: one pytest run, one summary line. nbval runs first: the book check builds
-# from the outputs it produced (conftest.py), so no chapter executes twice for the same check.
-TEST_ENV := COURSE_PROFILE=smoke COURSE_HOME=$(CURDIR)/_build/test-home TQDM_DISABLE=1
+# from the outputs it produced (conftest.py), so no chapter executes twice for the same check. Two pytest-xdist
+# workers: one runs the chapters then the book check (one work unit, in order; conftest.py), the other the run-as-Colab
+# check, then both share the rest. One CPU thread per process (OMP_NUM_THREADS=1, which the chapters honour): with two
+# threads in each worker's kernel, four threads fought over two cores and a chapter 2 cell took 27 s, not 5.6 s.
+TEST_ENV := COURSE_PROFILE=smoke COURSE_HOME=$(CURDIR)/_build/test-home TQDM_DISABLE=1 \
+            OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 test: setup
-	$(TEST_ENV) $(PY) -m pytest -q --durations=15 --nbval-lax --nbval-current-env notebooks tests
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 --durations=15 --nbval-lax --nbval-current-env notebooks tests
 
 # Student versions of the notebooks (solutions removed) in labs/.
 labs: setup

@@ -5,6 +5,10 @@ the pytest item (``item.test_outputs``); this hook writes them back into the not
 every code cell passed is kept, executed, in ``config.stash[EXECUTED]`` ({path: notebook}). tests/test_book.py
 puts those into the book build's execution cache, so the book shows the very outputs nbval checked and no
 chapter is executed twice.
+
+With pytest-xdist (``make test`` runs ``-n 2``), the nbval cells and the book check form one work unit (the
+scheduler below): one worker runs every chapter in order and then builds the book from their outputs, while
+the other worker starts on the longest test module, the run-as-Colab check; the rest go to whichever is free.
 """
 
 import copy
@@ -14,6 +18,53 @@ import pytest
 
 EXECUTED = pytest.StashKey[dict]()
 _PASSED = pytest.StashKey[dict]()
+
+
+NOTEBOOK_GROUP = "notebooks, then the book"
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: the chapters' nbval cells and the book check share one, in that order;
+    every other test module is a unit of its own."""
+    path = nodeid.split("::", 1)[0]
+    return NOTEBOOK_GROUP if path.endswith((".ipynb", "tests/test_book.py")) else path
+
+
+# The longest test modules, measured in make test: the run-as-Colab check (~140 s), grading (~33 s) and the
+# two-process tests (~32 s). They are handed out first, right after the chapters' unit (~140 s with the book).
+LONG_FIRST = ("tests/test_colab.py", "tests/test_grade.py", "tests/test_distributed.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The chapters (then the book check) first, then the longest modules, then the rest in their usual order.
+
+    xdist hands out work units in this order, so the two longest units start at once on the two workers and
+    the short ones fill the gaps at the end (handed out by size instead, the Colab check started last, and
+    one worker idled for 85 s). In a plain pytest run the order changes nothing else: no test needs another.
+    """
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        if work_unit(item.nodeid) == NOTEBOOK_GROUP:
+            return 0
+        return 1 + LONG_FIRST.index(path) if path in LONG_FIRST else 1 + len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
+
+
+@pytest.hookimpl(optionalhook=True)  # only called when pytest-xdist runs the session (make test: -n 2)
+def pytest_xdist_make_scheduler(config, log):
+    """Work units for the xdist workers: every test module is one unit, and the nbval cells of all the chapters
+    together with the book check are one more, run in collection order by one worker. Cells share a kernel,
+    and the book builds from the outputs stashed in the process that ran them. Units go out in collection order
+    (see pytest_collection_modifyitems), not xdist's default of the most tests first."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebooksThenBook(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return NotebooksThenBook(config, log)
 
 
 def pytest_configure(config):
