@@ -40,7 +40,8 @@ def pytest_collection_modifyitems(config, items):
 
     xdist hands out work units in this order, so the two longest units start at once on the two workers and
     the short ones fill the gaps at the end (handed out by size instead, the Colab check started last, and
-    one worker idled for 85 s). In a plain pytest run the order changes nothing else: no test needs another.
+    one worker idled for 85 s). The book check stays right after the chapters; no other test depends on what
+    ran before it, so a plain pytest run checks the same things in this order.
     """
     def rank(item) -> int:
         path = item.nodeid.split("::", 1)[0]
