@@ -15,12 +15,10 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 
 setup: $(STAMP)
 
-# --no-compile: pip would byte-compile every module it installs (torch alone has thousands), 20 s of a 75 s
-# install; Python compiles the ones a run imports, once, as it first imports them.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23" "setuptools>=77" wheel
-	$(PY) -m pip install --quiet --no-compile -c $(CONSTRAINTS) -e ".[book,test,instructor]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[book,test,instructor]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
