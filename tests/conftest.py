@@ -4,11 +4,15 @@ import os
 
 import matplotlib
 import pytest
+import torch
 
 # Agg for the tests' own figures, set in this process only: an MPLBACKEND variable would reach the notebook
 # kernels that nbval starts, and figures would no longer show in their outputs (nor in the book built from them).
 matplotlib.use("Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# At most 2 CPU threads for the tests, whatever the machine: small models gain nothing from more. make test
+# gives each process 1 (OMP_NUM_THREADS=1, two xdist workers on two cores), and that is kept.
+torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)

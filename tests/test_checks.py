@@ -8,8 +8,6 @@ import torch.nn.functional as F
 from course_utils.checks import check_nt_xent
 from course_utils.losses import nt_xent, nt_xent_naive
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
-
 
 def student_nt_xent(z1, z2, temperature=0.5, mask_diagonal=True, normalise=True, targets="other view",
                     scale=1.0):

@@ -6,7 +6,6 @@ import torch
 
 from course_utils.checks import check_grayscale
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 

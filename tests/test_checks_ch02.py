@@ -9,8 +9,6 @@ import torch.nn.functional as F
 from course_utils.checks import check_projection_head
 from course_utils.models import ProjectionHead
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
-
 
 def student_head(in_dim, hidden_dim, out_dim, num_layers=2, *, bias_before_bn=False, blocks=None, order="bn-relu",
                  final_bias=True, after_last=(), swap=False, norm=nn.BatchNorm1d):

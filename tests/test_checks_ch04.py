@@ -6,8 +6,6 @@ import torch
 
 from course_utils.checks import _lars_cases, _lars_reference, _lars_variant, check_lars_update
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
-
 
 def student_lars(w, grad, momentum_buffer, *, lr, momentum=0.9, weight_decay=1e-4, eta=0.02, clip=True,
                  divide_by_lr=True, decay_in_denominator=True, decay_in_gradient=True, momentum_first=False,

@@ -11,8 +11,6 @@ import torch
 from course_utils.checks import check_training_step
 from course_utils.losses import nt_xent
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
-
 
 def student_step(model, batch, augment, optimizer, temperature=0.5, *, views=2, passes=1, zero_grad=True,
                  use_h=False, as_tensor=False, ignore_temperature=False):

@@ -6,8 +6,6 @@ import torch
 from course_utils.config import get_profile, with_overrides
 from course_utils.encoders import build_encoder, encoder_path, load_or_pretrain, pretrain_recipe
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
-
 
 @pytest.fixture
 def checkpoints(tmp_path, monkeypatch):

@@ -1,13 +1,11 @@
 """The lab harness: one setting changed per run, a tidy table, results saved and reused, one figure."""
 
 import pytest
-import torch
 
 from course_utils import config, experiments
 from course_utils.augment import DigitAugment, SimCLRAugment
 from course_utils.data import mnist_standin
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
 SMOKE = config.get_profile("smoke")
 
 

@@ -7,8 +7,6 @@ import torch
 
 from course_utils.losses import nt_xent, nt_xent_anchor_grad, nt_xent_lower_bound, nt_xent_naive
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
-
 
 def pairs(n, d, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -7,8 +7,6 @@ from course_utils.models import SmallCNN
 from course_utils.data import subset_index
 from course_utils.supervised import accuracy, predict, train_supervised
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
-
 
 def toy_data(n=120, seed=0):
     """Bright blob on the left (class 0), right (1) or top (2) of a dark 16×16 image, plus noise."""

@@ -12,7 +12,6 @@ from sklearn.linear_model import LogisticRegression
 from course_utils.models import ProjectionHead, SimCLRModel, SmallCNN
 from course_utils.train import LARS, load_checkpoint, pretrain, simclr_optimizer, warmup_cosine
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # at most 2; make test gives each process 1
 SIZE, N, BATCH = 16, 256, 64
 
 
