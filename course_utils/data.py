@@ -466,15 +466,20 @@ def _draw_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = 32, s
         cos, sin = np.cos(a), np.sin(a)
         u = (cos * dx + sin * dy) / sc
         v = (-sin * dx + cos * dy) / sc
-        mask = np.zeros((len(idx), s, s), dtype=bool)
+        mask = np.zeros((n, s, s), dtype=bool)  # False for the images without a k-th copy
         for c, inside in enumerate(_SHAPES):  # only the images of class c are tested against shape c
             sel = np.flatnonzero(labels[idx] == c)
             if len(sel):
                 uc, vc = u[sel], v[sel]
-                mask[sel] = inside(uc, vc, np.hypot(uc, vc))
-        copies = image[idx]
-        np.copyto(copies, fg[idx, :, None, None], where=mask[:, None])
-        image[idx] = copies
-    image = image.reshape(n, 3, size, supersample, size, supersample).mean(axis=(3, 5))  # anti-alias
+                mask[idx[sel]] = inside(uc, vc, np.hypot(uc, vc))
+        np.copyto(image, fg[:, :, None, None], where=mask[:, None])
+    # Anti-alias: the mean of each block of supersample × supersample pixels. For 2 × 2, written out as the sum
+    # that .mean(axis=(3, 5)) computes, in its order (so the same float32 values), at a tenth of its time.
+    blocks = image.reshape(n, 3, size, supersample, size, supersample)
+    if supersample == 2:
+        image = ((blocks[:, :, :, 0, :, 0] + blocks[:, :, :, 0, :, 1])
+                 + (blocks[:, :, :, 1, :, 0] + blocks[:, :, :, 1, :, 1])) / np.float32(4)
+    else:
+        image = blocks.mean(axis=(3, 5))
     image += rng.normal(0, 0.03, image.shape).astype(np.float32)
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)

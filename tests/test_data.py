@@ -71,10 +71,26 @@ def test_shapes_standin_is_balanced_coloured_and_deterministic(shapes):
     assert float(means.std(0).max()) < 12
 
 
+def test_the_drawing_is_pixel_for_pixel_the_one_the_cache_name_stands_for():
+    """The stand-in is kept in data/standins/shapes10-v3-*.npz: a change to _draw_shapes that changes one pixel
+    must come with a new name (v4), or a folder drawn before would keep serving the old images. The digest is of
+    300 images drawn by the version that the name v3 was given to."""
+    import hashlib
+
+    rng = np.random.default_rng(5)
+    labels = np.arange(300) % 10
+    rng.shuffle(labels)
+    images = data._draw_shapes(labels, rng)
+    assert hashlib.sha256(images.tobytes()).hexdigest() == (
+        "aef9d9fcbd8c0cedfdfeb47d92ca9f8037efc6ccfba2e94ff236b8b3d216ec24")
+
+
 def test_a_damaged_standin_cache_is_redrawn(shapes):
-    cache = config.data_dir() / "standins" / "shapes10-v2-n3000-seed0.npz"
+    [cache] = (config.data_dir() / "standins").glob("shapes10-*-n3000-seed0.npz")
     cache.write_bytes(b"not an npz file")
     assert torch.equal(data.shapes_standin(True, n=3000).images, shapes[0].images)
+    with np.load(cache) as redrawn:  # and saved again
+        assert np.array_equal(redrawn["images"], shapes[0].images.numpy())
 
 
 def test_linear_classifier_on_mnist_standin_pixels_is_far_above_chance(mnist_standin):
