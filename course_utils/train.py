@@ -20,6 +20,7 @@ References: Chen et al. 2020 (SimCLR); You et al. 2017 (LARS); da Costa et al. 2
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -48,39 +49,87 @@ class LARS(torch.optim.Optimizer):
     ``min(eta * ||w|| / (||g|| + wd * ||w||) / lr, 1)`` (``clip=True``), so no layer moves by
     more than a fraction ``eta`` of its own norm. Groups with ``lars=False`` (biases and
     batch-norm parameters, see ``simclr_optimizer``) get plain SGD with momentum.
+
+    ``foreach=True`` (the default) makes the same update with PyTorch's multi-tensor ``torch._foreach_*``
+    operations: a few fused kernels for all the tensors of a group instead of about fifteen small ones per
+    tensor (a ResNet-18 has 62), which on a GPU leaves the CPU free to queue the next step. ``foreach=False``
+    runs ``_update_one_by_one``, the same arithmetic written tensor by tensor: the readable reference (the
+    tests check that the two agree).
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.02, clip: bool = True, eps: float = 1e-8):  # fmt: skip
+                 eta: float = 0.02, clip: bool = True, eps: float = 1e-8, foreach: bool = True):  # fmt: skip
         if lr <= 0 or weight_decay < 0 or eta <= 0:
             raise ValueError(f"LARS needs lr > 0, eta > 0, weight_decay >= 0; got {lr}, {eta}, {weight_decay}.")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip, eps=eps, lars=True)
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip, eps=eps, lars=True,
+                        foreach=foreach)
         super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = None if closure is None else closure()
         for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d_p = p.grad
-                if group["lars"]:
-                    d_p = d_p.add(p, alpha=wd)
-                    w_norm, g_norm = p.norm(), p.grad.norm()
-                    trust = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
-                    if group["clip"]:
-                        trust = torch.clamp(trust / lr, max=1.0)
-                    # A zero weight or gradient norm (fresh zero-init layer) gives a plain step.
-                    d_p = d_p * torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = d_p.clone()
-                else:
-                    buf.mul_(group["momentum"]).add_(d_p)
-                p.add_(buf, alpha=-lr)
+            params = [p for p in group["params"] if p.grad is not None]
+            if group.get("foreach", True):
+                for same_kind in _by_device_and_dtype(params):  # foreach kernels need one device and dtype
+                    self._update_foreach(group, same_kind)
+            else:
+                self._update_one_by_one(group, params)
         return loss
+
+    def _update_one_by_one(self, group: dict, params: list) -> None:
+        """The update, one tensor at a time: the definition."""
+        lr, wd = group["lr"], group["weight_decay"]
+        for p in params:
+            d_p = p.grad
+            if group["lars"]:
+                d_p = d_p.add(p, alpha=wd)
+                w_norm, g_norm = p.norm(), p.grad.norm()
+                trust = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+                if group["clip"]:
+                    trust = torch.clamp(trust / lr, max=1.0)
+                # A zero weight or gradient norm (fresh zero-init layer) gives a plain step.
+                d_p = d_p * torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
+            buf = self.state[p].get("momentum_buffer")
+            if buf is None:
+                buf = self.state[p]["momentum_buffer"] = d_p.clone()
+            else:
+                buf.mul_(group["momentum"]).add_(d_p)
+            p.add_(buf, alpha=-lr)
+
+    def _update_foreach(self, group: dict, params: list) -> None:
+        """The same update for all ``params`` (one device, one dtype) at once; the trust ratios of all tensors
+        are computed as one vector, on the device (no value is read back)."""
+        lr, wd = group["lr"], group["weight_decay"]
+        grads = [p.grad for p in params]
+        if group["lars"]:
+            w_norm = torch.stack(torch._foreach_norm(params))
+            g_norm = torch.stack(torch._foreach_norm(grads))
+            d_ps = torch._foreach_add(grads, params, alpha=wd)
+            trust = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+            if group["clip"]:
+                trust = torch.clamp(trust / lr, max=1.0)
+            trust = torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
+            torch._foreach_mul_(d_ps, trust.unbind(0))
+        else:
+            d_ps = grads
+        fresh = [i for i, p in enumerate(params) if "momentum_buffer" not in self.state[p]]
+        kept = [i for i, p in enumerate(params) if "momentum_buffer" in self.state[p]]
+        for i in fresh:  # the first step: the buffer starts as the step itself
+            self.state[params[i]]["momentum_buffer"] = d_ps[i].clone()
+        if kept:
+            bufs = [self.state[params[i]]["momentum_buffer"] for i in kept]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, [d_ps[i] for i in kept])
+        torch._foreach_add_(params, [self.state[p]["momentum_buffer"] for p in params], alpha=-lr)
+
+
+def _by_device_and_dtype(params: list) -> list[list]:
+    """``params`` split into lists of one device and one dtype each (a model on one GPU: one list)."""
+    kinds: dict = {}
+    for p in params:
+        kinds.setdefault((p.device, p.dtype), []).append(p)
+    return list(kinds.values())
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -137,6 +186,22 @@ def mixed_precision(device: torch.device | str, amp="auto") -> tuple[torch.dtype
     if dtype not in (None, torch.float16, torch.bfloat16):
         raise ValueError(f"amp must be 'auto', False, torch.bfloat16 or torch.float16, got {amp!r}")
     return dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+@contextlib.contextmanager
+def cudnn_autotune(device: torch.device | str):
+    """Inside: on a CUDA device, cuDNN times its convolution algorithms for each new input shape and keeps the
+    fastest (``torch.backends.cudnn.benchmark``). A training loop has one shape (whole batches only), so the
+    timing is paid once, in the first step. The previous setting comes back on exit; on a CPU nothing changes."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def make_step(model: nn.Module, augment: Callable, optimizer: torch.optim.Optimizer, scheduler=None, *,
@@ -422,7 +487,8 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
     mode = _progress_mode(progress) if rank == 0 else "off"
     bar = tqdm(total=(epochs - start) * steps, unit="step", disable=mode != "bar", dynamic_ncols=True)
     print_every = max(1, (epochs - start) // 20)  # "lines": at most about 20 lines for the whole run
-    try:
+    # One batch shape throughout: cuDNN may time its algorithms once and keep the fastest (on a GPU).
+    with cudnn_autotune(device), contextlib.closing(bar):
         for epoch in range(start + 1, epochs + 1):
             model.train()
             t0, total = time.perf_counter(), torch.zeros((), device=device)
@@ -465,6 +531,4 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
                                     generator=generator, history=history, epoch=epoch, config=config,
                                     rank_generators=ranks)  # fmt: skip
                 distributed.barrier()  # no rank goes on before the epoch's checkpoint is on disk
-    finally:
-        bar.close()
     return history
