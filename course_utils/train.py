@@ -311,10 +311,13 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, scaler=None,
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
-    """Restore ``model`` (and optimizer, scheduler when given) from ``path``; return the checkpoint
-    dict (keys: epoch, history, config, scaler, rng, ...). Tensors are loaded onto the CPU first, so a
-    checkpoint written on a GPU loads on a CPU and the other way round."""
+class RecipeMismatchError(RuntimeError):
+    """A checkpoint made with another batch size or step budget than the run that would resume it."""
+
+
+def read_checkpoint(path) -> dict:
+    """The checkpoint dict at ``path`` (keys: epoch, history, config, model, optimizer, scaler, rng, ...), its
+    tensors on the CPU; nothing is loaded into a model. A damaged file gives an error that names it and the fix."""
     fix = f"Delete it to start over: os.remove({str(path)!r})."
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -322,6 +325,15 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
         raise RuntimeError(f"Could not read the checkpoint {path}: it is truncated or corrupted ({err}). {fix}") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RuntimeError(f"{path} is not a checkpoint written by course_utils.train. {fix}")
+    return ckpt
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None, *, ckpt: dict | None = None) -> dict:
+    """Restore ``model`` (and optimizer, scheduler when given) from ``path``; return the checkpoint
+    dict (keys: epoch, history, config, scaler, rng, ...). Tensors are loaded onto the CPU first, so a
+    checkpoint written on a GPU loads on a CPU and the other way round. ``ckpt``: the dict, if already read."""
+    fix = f"Delete it to start over: os.remove({str(path)!r})."
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
     try:
         model.load_state_dict(ckpt["model"])
         if optimizer is not None and ckpt["optimizer"] is not None:
@@ -332,6 +344,24 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
         raise RuntimeError(f"The checkpoint {path} does not fit this model/optimizer ({err}). "
                            f"Use another checkpoint_path, or: {fix}") from err  # fmt: skip
     return ckpt
+
+
+def _refuse_another_recipe(saved: dict, config: dict, checkpoint_path) -> None:
+    """Raise ``RecipeMismatchError`` when the checkpoint's run had another batch size, or another budget of steps
+    (when this run states one). Neither can change midway: the learning rate follows the batch, the schedule the
+    budget, and steps_per_epoch both; a resumed run would be a third recipe that nobody chose."""
+    differs = [(what, saved.get(key), config[key]) for key, what in (("batch_size", "batch size"),
+                                                                     ("total_steps", "budget of steps"))
+               if (key == "batch_size" or config[key] is not None) and saved.get(key) != config[key]]
+    if differs:
+        made = ", ".join(f"{what} {was}" for what, was, _ in differs)
+        now = ", ".join(f"{what} {new}" for what, _, new in differs)
+        raise RecipeMismatchError(
+            f"{checkpoint_path} was made by a run with {made}; this run has {now}. A run cannot change its batch "
+            f"size or its budget of steps midway (the learning rate and its schedule follow them). Either run "
+            f"again with the checkpoint's settings, or give this run a checkpoint of its own (another "
+            f"checkpoint_path; pretrain_ddp: --checkpoint), or delete the file to start over "
+            f"(rm '{checkpoint_path}').")
 
 
 def _warn_if_schedule_changed(scheduler, checkpoint_path) -> None:
@@ -362,7 +392,9 @@ def _resume(checkpoint_path, model, optimizer, scheduler, scaler, generator, con
 
     ``aug_generator``: in a distributed run, this rank's augmentation generator (restored from the
     checkpoint's ``ranks`` states); ``say``: print on the main rank, nothing on the others."""
-    ckpt = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
+    ckpt = read_checkpoint(checkpoint_path)
+    _refuse_another_recipe(ckpt["config"], config, checkpoint_path)  # before anything is loaded
+    load_checkpoint(checkpoint_path, model, optimizer, scheduler, ckpt=ckpt)
     history, start = ckpt["history"], ckpt["epoch"]
     if ckpt["scaler"] and scaler.is_enabled():
         scaler.load_state_dict(ckpt["scaler"])
@@ -386,7 +418,7 @@ def _resume(checkpoint_path, model, optimizer, scheduler, scaler, generator, con
     elif saved.get("device") not in (None, config["device"]) or saved.get("precision") not in (None, config["precision"]):
         say(f"note: {checkpoint_path} was written on {saved.get('device')} ({saved.get('precision')}); "
               f"continuing on {config['device']} ({config['precision']}).")
-    changed = [k for k in ("batch_size", "seed", "n_images") if saved.get(k) != config[k]]
+    changed = [k for k in ("seed", "n_images") if saved.get(k) != config[k]]
     if changed:
         warnings.warn(f"Resuming {checkpoint_path} with a different {', '.join(changed)} than it was started with.")
     return history, start
@@ -410,7 +442,8 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
              optimizer: torch.optim.Optimizer, scheduler=None, temperature: float = 0.5,
              checkpoint_path: str | Path | None = None, monitor: Callable | None = None, monitor_every: int = 1,
              amp="auto", channels_last="auto", compile_model: bool = False, seed: int = 0, progress: bool = True,
-             loss_fn: Callable | None = None, sync_every: int = 10, sync_bn: bool = True) -> list[dict]:  # fmt: skip
+             loss_fn: Callable | None = None, sync_every: int = 10, sync_bn: bool = True,
+             total_steps: int | None = None) -> list[dict]:  # fmt: skip
     """Pretrain ``model`` (a ``SimCLRModel``: x -> (h, z)) with NT-Xent; return the history.
 
     images   uint8 tensor N×C×H×W (moved to the model's device if needed); each epoch visits a
@@ -424,6 +457,11 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
     checkpoint_path  saved after every epoch; if it exists, training resumes from it (a finished
              run returns its history at once). On a CPU a resumed run ends bit-identical to an
              uninterrupted one with the same seed. A checkpoint from another device type resumes too.
+             A checkpoint made with another ``batch_size`` (or ``total_steps``) is refused
+             (``RecipeMismatchError``, which says what to do): a run cannot change them midway.
+    total_steps  the whole run's budget of optimiser steps, when this call may stop short of it (``epochs``
+             fewer than the schedule's, as chapter 4's first session or pretrain_ddp's --until-epoch): kept
+             in the checkpoint, and a checkpoint made for another budget is refused. None: not checked.
     monitor  ``monitor(model) -> accuracy``, called every ``monitor_every`` epochs and at the end.
     loss_fn  ``loss_fn(z1, z2, temperature)``; default ``losses.nt_xent`` (in a process group of several
              processes ``distributed.nt_xent_global``).
@@ -472,7 +510,7 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
     steps = n // batch_size
     precision = str(step.dtype or torch.float32).replace("torch.", "")
     config = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed, "n_images": n,
-              "device": device.type, "precision": precision, "world_size": world}
+              "device": device.type, "precision": precision, "world_size": world, "total_steps": total_steps}
     if world > 1 and progress:
         say(f"{world} processes, {local.stop - local.start} images each of a global batch of {batch_size}; {step.note}")
     history, start = [], 0
