@@ -6,8 +6,10 @@ model in one forward pass (one batch norm over all 2N views, the single-GPU equi
 paper's global batch norm), and minimises NT-Xent between the two sets of projections.
 
 The step never waits for the GPU: the loss is summed on the device and read (one synchronisation)
-only every ``sync_every`` steps, for the progress display and the divergence check. (With fp16 the
-GradScaler itself reads one flag per step; bf16 and fp32 need no scaler.)
+only every ``sync_every`` steps, for the progress display and the divergence check; nothing in the step builds
+a tensor from Python data or reads one back (tests/test_sync_free.py watches it on the CPU, and
+benchmarks/sync_check.py under CUDA's sync debug mode). (With fp16 the GradScaler itself reads one flag per
+step; bf16 and fp32 need no scaler.)
 
 The same loop runs on many GPUs under ``torchrun`` (chapter 7, ``course_utils.distributed``): inside a
 process group of W processes, ``batch_size`` is the GLOBAL batch, every rank takes its 1/W slice of it,
