@@ -29,8 +29,12 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 # COURSE_PROGRESS=lines: training prints a line per epoch, not a progress bar whose every redraw the page would keep
 # (also when make runs from a terminal inside VS Code or Jupyter, which look like a live notebook).
+# The executed notebooks are cached per profile (course_utils/book_config.py: _config.yml with execute.cache set to
+# _build/.jupyter_cache/<profile>-<sizes>): jupyter-cache alone keys on the code, and after switching COURSE_PROFILE
+# or COURSE_OVERRIDES it would show the other profile's outputs.
 book: setup
-	COURSE_PROGRESS=lines $(VENV)/bin/jupyter-book build . --keep-going
+	config=$$($(PY) -m course_utils.book_config) && \
+	COURSE_PROGRESS=lines $(VENV)/bin/jupyter-book build . --keep-going --config "$$config"
 	@echo ""
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 

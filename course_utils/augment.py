@@ -21,12 +21,42 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable
+from functools import lru_cache
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey, as torchvision's rgb_to_grayscale
+
+
+class _ColorConstants(NamedTuple):
+    g: torch.Tensor  # the LUMA weights as a 3×1 column
+    to_grey: torch.Tensor  # 1 gᵀ: every channel becomes the grey value
+    cross: torch.Tensor  # [a]×, the cross-product matrix of the unit grey axis a = (1, 1, 1)/√3
+    axis: torch.Tensor  # a aᵀ
+    eye: torch.Tensor  # I
+
+
+@lru_cache(maxsize=None)
+def _cached_color_constants(device: torch.device) -> _ColorConstants:
+    g = torch.tensor(LUMA, dtype=torch.float32, device=device)[:, None]
+    cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=torch.float32, device=device) / math.sqrt(3)
+    return _ColorConstants(g=g, to_grey=torch.ones(3, 1, device=device) * g.T, cross=cross,
+                           axis=torch.full((3, 3), 1 / 3, device=device), eye=torch.eye(3, device=device))
+
+
+def color_constants(device) -> _ColorConstants:
+    """The constant 3×3 matrices of the colour maps on ``device``, built at the first call, then reused.
+
+    ``torch.tensor(python_list, device="cuda")`` is a blocking copy from the host: the CPU stops until the GPU
+    has finished its queue. Built at every call, these would stall every training step (six times per CIFAR-10
+    step); cached, a step only queues kernels. A pure cache of constants: nothing writes into them.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda" means the current GPU: name it
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _cached_color_constants(device)
 
 
 def to_float(batch: torch.Tensor) -> torch.Tensor:
@@ -187,13 +217,12 @@ def jitter_matrices(n: int, *, brightness: float = 0.4, contrast: float = 0.4, s
     b, k, s = torch.where(on, b, 1.0), torch.where(on, k, 1.0), torch.where(on, s, 1.0)
     if channels == 1:  # only brightness and contrast make sense for one channel
         return b.view(n, 1, 1), k
-    eye = torch.eye(3, device=device).expand(n, 3, 3)
-    to_grey = torch.ones(3, 1, device=device) * torch.tensor(LUMA, device=device)  # 1 gᵀ
+    const = color_constants(device)
+    eye, to_grey = const.eye.expand(n, 3, 3), const.to_grey  # to_grey: 1 gᵀ
     # Rodrigues: rotation by `angle` about the unit grey axis a = 1/√3: cos·I + sin·[a]× + (1−cos)·aaᵀ
-    cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], device=device) / math.sqrt(3)
     angle = torch.where(on, angle, 0.0).view(n, 1, 1)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    rot = cos * eye + sin * cross + (1 - cos) * torch.full((3, 3), 1 / 3, device=device)
+    rot = cos * eye + sin * const.cross + (1 - cos) * const.axis
     sat = s.view(n, 1, 1) * eye + (1 - s).view(n, 1, 1) * to_grey
     m = rot @ sat * b.view(n, 1, 1)
     m = torch.where(gray.view(n, 1, 1), to_grey @ m, m)  # grayscale after the jitter, as in SimCLR
@@ -207,7 +236,7 @@ def apply_color(batch: torch.Tensor, m: torch.Tensor, k: torch.Tensor) -> torch.
     """
     x = to_float(batch)
     n, c = x.shape[:2]
-    g = torch.tensor(LUMA, device=x.device)[:, None] if c == 3 else x.new_ones(1, 1)
+    g = color_constants(x.device).g if c == 3 else x.new_ones(1, 1)
     mean_grey = (g.T @ m @ x.mean(dim=(2, 3))[..., None]).view(n)  # gᵀ M x̄
     a = m * k.view(n, 1, 1)
     offset = ((1 - k) * mean_grey).view(n, 1, 1)
@@ -364,8 +393,8 @@ def elastic_offsets(n: int, h: int, w: int, *, alpha: float = 1.5, grid: int = 4
         raise ValueError(f"alpha must be >= 0 and grid >= 2, got {alpha} and {grid}")
     coarse = torch.randn(n, 2, grid, grid, generator=generator, device=device)
     field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
-    scale = torch.tensor([2 / w, 2 / h], device=device).view(1, 2, 1, 1)
-    return (field * alpha * scale).permute(0, 2, 3, 1)
+    # x and y in normalised units (2 / size per pixel), scaled by Python numbers: no tensor from the host
+    return torch.stack([field[:, 0] * alpha * (2 / w), field[:, 1] * alpha * (2 / h)], dim=-1)
 
 
 def stroke_width(batch: torch.Tensor, *, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:

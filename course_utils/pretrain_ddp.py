@@ -3,6 +3,7 @@
     torchrun --standalone --nproc_per_node=4 -m course_utils.pretrain_ddp                   # one machine, 4 GPUs
     python -m torch.distributed.run --standalone --nproc_per_node=2 -m course_utils.pretrain_ddp   # 2 processes
     python -m course_utils.pretrain_ddp                                                     # 1 process: chapter 4
+    python -m course_utils.pretrain_ddp --download-only         # fetch the data first (where there is a network)
     sbatch examples/slurm_pretrain_ddp.sbatch                                               # several machines
 
 torchrun starts ``--nproc_per_node`` copies of this script and tells each its rank in the environment. Each
@@ -16,10 +17,17 @@ Sizes: the profile's (``COURSE_PROFILE``), chapter 4's Colab-sized schedule (``r
 batch) on ``cifar_train_size`` images, or the flags. A schedule meant for GPUs would take days in CPU
 processes, so on the CPU the profile's sizes are capped at the ``cpu`` profile's (the run says so).
 
+Data: under ``torchrun`` a missing data set is an error, on every rank, unless ``--allow-standin`` is given:
+compute nodes often have no network, and a run on the offline stand-in would otherwise look like a run on the
+real data. ``--download-only`` fetches the data set into ``COURSE_DATA`` and exits: run it where there is a
+network (a cluster's login node) before submitting the job.
+
 Checkpoints: rank 0 writes one after every epoch (``--checkpoint``, on a file system that every process
-sees); a rerun of the same command resumes from it on every rank. ``--until-epoch E`` stops after epoch E
-(the schedule stays the whole run's): an interrupted session, on purpose. Rank 0 prints, saves the encoder f
-(``--encoder``) and writes a JSON summary (``--results``: the sizes, the learning rate, the history).
+sees; by default named by its recipe, ``<dataset>_ddp_b<global batch>_s<steps>.pt``); a rerun of the same
+command resumes from it on every rank, and a checkpoint made with another batch size or step budget is
+refused. ``--until-epoch E`` stops after epoch E (the schedule stays the whole run's): an interrupted
+session, on purpose. Rank 0 prints, saves the encoder f (``--encoder``) and writes a JSON summary
+(``--results``: the sizes, the learning rate, the history).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import torch.nn as nn
 
 from . import config, distributed
 from .encoders import RECIPES, build_model, recipe_steps
+from .train import RecipeMismatchError
 
 
 def profile_sizes(dataset: str, profile: config.Profile, device: torch.device) -> tuple[dict, str | None]:
@@ -91,11 +100,18 @@ def _arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="auto: one GPU per process when there are enough, else the CPU")
     parser.add_argument("--checkpoint", default=None,
-                        help="resumable run (default: <checkpoint dir>/<dataset>_ddp_run.pt; 'none': no checkpoint)")
+                        help="resumable run (default: <checkpoint dir>/<dataset>_ddp_b<batch>_s<steps>.pt, named by "
+                             "the recipe; 'none': no checkpoint)")
     parser.add_argument("--until-epoch", type=int, default=None, help="stop after this epoch (simulate an interruption)")
     parser.add_argument("--encoder", default=None, help="where rank 0 saves f (default: next to the checkpoint)")
     parser.add_argument("--results", default=None, help="a JSON summary written by rank 0")
     parser.add_argument("--no-monitor", action="store_true", help="skip the kNN monitor of test accuracy")
+    parser.add_argument("--allow-standin", action="store_true",
+                        help="under torchrun, train on the offline stand-in when the real data set is missing "
+                             "(without it, that is an error on every rank)")
+    parser.add_argument("--download-only", action="store_true",
+                        help="download the data set into COURSE_DATA and exit (on a machine with network access, "
+                             "e.g. a cluster's login node, before submitting the job)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -109,23 +125,82 @@ def _knn_monitor(dataset: str, profile: config.Profile, device: torch.device, tr
     test = load(train=False, profile=profile).take(test_size).to(device)
     bank = train_data.take(profile.knn_train_size)
 
-    def monitor(model):
-        return knn_accuracy(extract_features(model.encoder, bank.images), bank.labels,
-                            extract_features(model.encoder, test.images), test.labels)
+    def monitor(model):  # features in the training precision, scored on the device: one number comes back
+        return knn_accuracy(extract_features(model.encoder, bank.images, amp="auto", to_cpu=False), bank.labels,
+                            extract_features(model.encoder, test.images, amp="auto", to_cpu=False), test.labels)
 
     return monitor
 
 
+class StandInRefused(RuntimeError):
+    """Under torchrun, the real data set is missing on some rank and --allow-standin was not given."""
+
+
+def check_real_data(data, run: distributed.Dist, *, dataset: str, profile: config.Profile,
+                    allow_standin: bool) -> None:
+    """Under torchrun (``run.backend`` set), raise ``StandInRefused`` on EVERY rank when any rank holds an offline
+    stand-in instead of the real data set, unless ``allow_standin``. Each rank reports what it loaded itself (a
+    node without the shared data folder, or without network, falls back on its own), and all of them stop together
+    instead of waiting for one another in the first collective. Outside torchrun: nothing (the loader's warning
+    says it)."""
+    if run.backend is None:
+        return
+    standin = distributed.gather_objects(bool(data.is_standin))  # one entry per rank, in rank order
+    ranks = [r for r, fallback in enumerate(standin) if fallback]
+    if not ranks or allow_standin:
+        return
+    real = "CIFAR-10" if dataset == "cifar10" else "MNIST"
+    why = (f"the '{profile.name}' profile never downloads" if not profile.allow_download
+           else f"it is not in {config.data_dir()} and could not be downloaded (no network on the node?)")
+    downloading = profile.name if profile.allow_download else "gpu"  # a profile that downloads
+    raise StandInRefused(
+        f"rank {run.rank}: this run would train on {data.name}, not {real}: on rank(s) {ranks} of "
+        f"{run.world_size}, {why}. Under torchrun a missing data set is an error. Download it first where there is "
+        f"a network, into the data folder that every node sees (COURSE_HOME or COURSE_DATA):\n"
+        f"    COURSE_PROFILE={downloading} python -m course_utils.pretrain_ddp --dataset {dataset} --download-only\n"
+        "or pass --allow-standin to train on the offline stand-in on purpose.")
+
+
+def default_checkpoint(dataset: str, batch_size: int, steps: int, profile: config.Profile) -> Path:
+    """``<checkpoint dir>/<dataset>_ddp_b<global batch>_s<steps>.pt``: a run of another recipe never finds it."""
+    return config.checkpoint_dir(profile) / f"{dataset}_ddp_b{batch_size}_s{steps}.pt"
+
+
 def main(argv=None) -> int:
     args = _arguments(argv)
+    if args.download_only:
+        return _download(args.dataset)
     run = distributed.setup(None if args.device == "auto" else args.device)
     if not run.is_main:  # one voice: rank 0 prints; the others only report errors (stderr)
         sys.stdout = open(os.devnull, "w")
         warnings.simplefilter("ignore")
     try:
         return _main(args, run)
+    except (StandInRefused, RecipeMismatchError) as refused:  # every rank stops, with the way out
+        if run.is_main:
+            print(f"error: {refused}", file=sys.stderr, flush=True)
+        else:
+            print(f"rank {run.rank}: stopped ({type(refused).__name__}; rank 0 says why)", file=sys.stderr, flush=True)
+        return 2
     finally:
         distributed.cleanup()
+
+
+def _download(dataset: str) -> int:
+    """--download-only: fetch the training and test sets into COURSE_DATA; exit status 1 if either is a stand-in."""
+    from .data import load_cifar10, load_mnist
+
+    profile = config.get_profile()
+    load = load_cifar10 if dataset == "cifar10" else load_mnist
+    for train in (True, False):
+        data = load(train=train, profile=profile)
+        if data.is_standin:
+            print(f"error: could not get the real {dataset} data ({'train' if train else 'test'}): see the warning "
+                  f"above. Run this where there is a network, with the profile of the job (not smoke).",
+                  file=sys.stderr)
+            return 1
+    print(f"{dataset} is in {config.data_dir()}: jobs that read this folder find it there")
+    return 0
 
 
 def _main(args, run: distributed.Dist) -> int:
@@ -153,6 +228,7 @@ def _main(args, run: distributed.Dist) -> int:
     train_data = load(train=True, profile=profile).take(train_size).to(run.device)
     if run.is_main:
         distributed.barrier()
+    check_real_data(train_data, run, dataset=args.dataset, profile=profile, allow_standin=args.allow_standin)
     batch_size = min(batch_size, len(train_data))
     epochs = config.epochs_for(steps, len(train_data), batch_size)
     steps_per_epoch = len(train_data) // batch_size
@@ -168,15 +244,15 @@ def _main(args, run: distributed.Dist) -> int:
           f"{batch_size // run.world_size} | {epochs} epochs × {steps_per_epoch} steps | {recipe.optimizer} peak "
           f"learning rate {peak_lr:.4g}")
 
-    default_dir = config.checkpoint_dir(profile)
-    checkpoint = Path(args.checkpoint or default_dir / f"{args.dataset}_ddp_run.pt")
+    total_steps = epochs * steps_per_epoch
+    checkpoint = Path(args.checkpoint or default_checkpoint(args.dataset, batch_size, total_steps, profile))
     if (args.checkpoint or "").lower() == "none":  # --checkpoint none: no checkpoint
         checkpoint = None
     monitor = None if args.no_monitor else _knn_monitor(args.dataset, profile, run.device, train_data)
     history = pretrain(model, train_data.images, recipe.build_augment(), epochs=min(epochs, args.until_epoch or epochs),
                        batch_size=batch_size, optimizer=optimizer, scheduler=scheduler, temperature=recipe.temperature,
                        checkpoint_path=checkpoint, monitor=monitor, monitor_every=max(1, epochs // profile.knn_evals),
-                       seed=args.seed, progress=True)
+                       seed=args.seed, progress=True, total_steps=total_steps)
     synced = any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
     if run.is_main:
         encoder_file = Path(args.encoder) if args.encoder else (checkpoint.with_name(checkpoint.stem + "_encoder.pt")

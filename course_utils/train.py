@@ -6,8 +6,10 @@ model in one forward pass (one batch norm over all 2N views, the single-GPU equi
 paper's global batch norm), and minimises NT-Xent between the two sets of projections.
 
 The step never waits for the GPU: the loss is summed on the device and read (one synchronisation)
-only every ``sync_every`` steps, for the progress display and the divergence check. (With fp16 the
-GradScaler itself reads one flag per step; bf16 and fp32 need no scaler.)
+only every ``sync_every`` steps, for the progress display and the divergence check; nothing in the step builds
+a tensor from Python data or reads one back (tests/test_sync_free.py watches it on the CPU, and
+benchmarks/sync_check.py under CUDA's sync debug mode). (With fp16 the GradScaler itself reads one flag per
+step; bf16 and fp32 need no scaler.)
 
 The same loop runs on many GPUs under ``torchrun`` (chapter 7, ``course_utils.distributed``): inside a
 process group of W processes, ``batch_size`` is the GLOBAL batch, every rank takes its 1/W slice of it,
@@ -20,6 +22,7 @@ References: Chen et al. 2020 (SimCLR); You et al. 2017 (LARS); da Costa et al. 2
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -48,39 +51,87 @@ class LARS(torch.optim.Optimizer):
     ``min(eta * ||w|| / (||g|| + wd * ||w||) / lr, 1)`` (``clip=True``), so no layer moves by
     more than a fraction ``eta`` of its own norm. Groups with ``lars=False`` (biases and
     batch-norm parameters, see ``simclr_optimizer``) get plain SGD with momentum.
+
+    ``foreach=True`` (the default) makes the same update with PyTorch's multi-tensor ``torch._foreach_*``
+    operations: a few fused kernels for all the tensors of a group instead of about fifteen small ones per
+    tensor (a ResNet-18 has 62), which on a GPU leaves the CPU free to queue the next step. ``foreach=False``
+    runs ``_update_one_by_one``, the same arithmetic written tensor by tensor: the readable reference (the
+    tests check that the two agree).
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.02, clip: bool = True, eps: float = 1e-8):  # fmt: skip
+                 eta: float = 0.02, clip: bool = True, eps: float = 1e-8, foreach: bool = True):  # fmt: skip
         if lr <= 0 or weight_decay < 0 or eta <= 0:
             raise ValueError(f"LARS needs lr > 0, eta > 0, weight_decay >= 0; got {lr}, {eta}, {weight_decay}.")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip, eps=eps, lars=True)
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip, eps=eps, lars=True,
+                        foreach=foreach)
         super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = None if closure is None else closure()
         for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d_p = p.grad
-                if group["lars"]:
-                    d_p = d_p.add(p, alpha=wd)
-                    w_norm, g_norm = p.norm(), p.grad.norm()
-                    trust = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
-                    if group["clip"]:
-                        trust = torch.clamp(trust / lr, max=1.0)
-                    # A zero weight or gradient norm (fresh zero-init layer) gives a plain step.
-                    d_p = d_p * torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = d_p.clone()
-                else:
-                    buf.mul_(group["momentum"]).add_(d_p)
-                p.add_(buf, alpha=-lr)
+            params = [p for p in group["params"] if p.grad is not None]
+            if group.get("foreach", True):
+                for same_kind in _by_device_and_dtype(params):  # foreach kernels need one device and dtype
+                    self._update_foreach(group, same_kind)
+            else:
+                self._update_one_by_one(group, params)
         return loss
+
+    def _update_one_by_one(self, group: dict, params: list) -> None:
+        """The update, one tensor at a time: the definition."""
+        lr, wd = group["lr"], group["weight_decay"]
+        for p in params:
+            d_p = p.grad
+            if group["lars"]:
+                d_p = d_p.add(p, alpha=wd)
+                w_norm, g_norm = p.norm(), p.grad.norm()
+                trust = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+                if group["clip"]:
+                    trust = torch.clamp(trust / lr, max=1.0)
+                # A zero weight or gradient norm (fresh zero-init layer) gives a plain step.
+                d_p = d_p * torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
+            buf = self.state[p].get("momentum_buffer")
+            if buf is None:
+                buf = self.state[p]["momentum_buffer"] = d_p.clone()
+            else:
+                buf.mul_(group["momentum"]).add_(d_p)
+            p.add_(buf, alpha=-lr)
+
+    def _update_foreach(self, group: dict, params: list) -> None:
+        """The same update for all ``params`` (one device, one dtype) at once; the trust ratios of all tensors
+        are computed as one vector, on the device (no value is read back)."""
+        lr, wd = group["lr"], group["weight_decay"]
+        grads = [p.grad for p in params]
+        if group["lars"]:
+            w_norm = torch.stack(torch._foreach_norm(params))
+            g_norm = torch.stack(torch._foreach_norm(grads))
+            d_ps = torch._foreach_add(grads, params, alpha=wd)
+            trust = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+            if group["clip"]:
+                trust = torch.clamp(trust / lr, max=1.0)
+            trust = torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
+            torch._foreach_mul_(d_ps, trust.unbind(0))
+        else:
+            d_ps = grads
+        fresh = [i for i, p in enumerate(params) if "momentum_buffer" not in self.state[p]]
+        kept = [i for i, p in enumerate(params) if "momentum_buffer" in self.state[p]]
+        for i in fresh:  # the first step: the buffer starts as the step itself
+            self.state[params[i]]["momentum_buffer"] = d_ps[i].clone()
+        if kept:
+            bufs = [self.state[params[i]]["momentum_buffer"] for i in kept]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, [d_ps[i] for i in kept])
+        torch._foreach_add_(params, [self.state[p]["momentum_buffer"] for p in params], alpha=-lr)
+
+
+def _by_device_and_dtype(params: list) -> list[list]:
+    """``params`` split into lists of one device and one dtype each (a model on one GPU: one list)."""
+    kinds: dict = {}
+    for p in params:
+        kinds.setdefault((p.device, p.dtype), []).append(p)
+    return list(kinds.values())
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -137,6 +188,22 @@ def mixed_precision(device: torch.device | str, amp="auto") -> tuple[torch.dtype
     if dtype not in (None, torch.float16, torch.bfloat16):
         raise ValueError(f"amp must be 'auto', False, torch.bfloat16 or torch.float16, got {amp!r}")
     return dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+@contextlib.contextmanager
+def cudnn_autotune(device: torch.device | str):
+    """Inside: on a CUDA device, cuDNN times its convolution algorithms for each new input shape and keeps the
+    fastest (``torch.backends.cudnn.benchmark``). A training loop has one shape (whole batches only), so the
+    timing is paid once, in the first step. The previous setting comes back on exit; on a CPU nothing changes."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def make_step(model: nn.Module, augment: Callable, optimizer: torch.optim.Optimizer, scheduler=None, *,
@@ -246,10 +313,13 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, scaler=None,
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
-    """Restore ``model`` (and optimizer, scheduler when given) from ``path``; return the checkpoint
-    dict (keys: epoch, history, config, scaler, rng, ...). Tensors are loaded onto the CPU first, so a
-    checkpoint written on a GPU loads on a CPU and the other way round."""
+class RecipeMismatchError(RuntimeError):
+    """A checkpoint made with another batch size or step budget than the run that would resume it."""
+
+
+def read_checkpoint(path) -> dict:
+    """The checkpoint dict at ``path`` (keys: epoch, history, config, model, optimizer, scaler, rng, ...), its
+    tensors on the CPU; nothing is loaded into a model. A damaged file gives an error that names it and the fix."""
     fix = f"Delete it to start over: os.remove({str(path)!r})."
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -257,6 +327,15 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
         raise RuntimeError(f"Could not read the checkpoint {path}: it is truncated or corrupted ({err}). {fix}") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RuntimeError(f"{path} is not a checkpoint written by course_utils.train. {fix}")
+    return ckpt
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None, *, ckpt: dict | None = None) -> dict:
+    """Restore ``model`` (and optimizer, scheduler when given) from ``path``; return the checkpoint
+    dict (keys: epoch, history, config, scaler, rng, ...). Tensors are loaded onto the CPU first, so a
+    checkpoint written on a GPU loads on a CPU and the other way round. ``ckpt``: the dict, if already read."""
+    fix = f"Delete it to start over: os.remove({str(path)!r})."
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
     try:
         model.load_state_dict(ckpt["model"])
         if optimizer is not None and ckpt["optimizer"] is not None:
@@ -267,6 +346,24 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
         raise RuntimeError(f"The checkpoint {path} does not fit this model/optimizer ({err}). "
                            f"Use another checkpoint_path, or: {fix}") from err  # fmt: skip
     return ckpt
+
+
+def _refuse_another_recipe(saved: dict, config: dict, checkpoint_path) -> None:
+    """Raise ``RecipeMismatchError`` when the checkpoint's run had another batch size, or another budget of steps
+    (when this run states one). Neither can change midway: the learning rate follows the batch, the schedule the
+    budget, and steps_per_epoch both; a resumed run would be a third recipe that nobody chose."""
+    differs = [(what, saved.get(key), config[key]) for key, what in (("batch_size", "batch size"),
+                                                                     ("total_steps", "budget of steps"))
+               if (key == "batch_size" or config[key] is not None) and saved.get(key) != config[key]]
+    if differs:
+        made = ", ".join(f"{what} {was}" for what, was, _ in differs)
+        now = ", ".join(f"{what} {new}" for what, _, new in differs)
+        raise RecipeMismatchError(
+            f"{checkpoint_path} was made by a run with {made}; this run has {now}. A run cannot change its batch "
+            f"size or its budget of steps midway (the learning rate and its schedule follow them). Either run "
+            f"again with the checkpoint's settings, or give this run a checkpoint of its own (another "
+            f"checkpoint_path; pretrain_ddp: --checkpoint), or delete the file to start over "
+            f"(rm '{checkpoint_path}').")
 
 
 def _warn_if_schedule_changed(scheduler, checkpoint_path) -> None:
@@ -297,7 +394,9 @@ def _resume(checkpoint_path, model, optimizer, scheduler, scaler, generator, con
 
     ``aug_generator``: in a distributed run, this rank's augmentation generator (restored from the
     checkpoint's ``ranks`` states); ``say``: print on the main rank, nothing on the others."""
-    ckpt = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
+    ckpt = read_checkpoint(checkpoint_path)
+    _refuse_another_recipe(ckpt["config"], config, checkpoint_path)  # before anything is loaded
+    load_checkpoint(checkpoint_path, model, optimizer, scheduler, ckpt=ckpt)
     history, start = ckpt["history"], ckpt["epoch"]
     if ckpt["scaler"] and scaler.is_enabled():
         scaler.load_state_dict(ckpt["scaler"])
@@ -321,7 +420,7 @@ def _resume(checkpoint_path, model, optimizer, scheduler, scaler, generator, con
     elif saved.get("device") not in (None, config["device"]) or saved.get("precision") not in (None, config["precision"]):
         say(f"note: {checkpoint_path} was written on {saved.get('device')} ({saved.get('precision')}); "
               f"continuing on {config['device']} ({config['precision']}).")
-    changed = [k for k in ("batch_size", "seed", "n_images") if saved.get(k) != config[k]]
+    changed = [k for k in ("seed", "n_images") if saved.get(k) != config[k]]
     if changed:
         warnings.warn(f"Resuming {checkpoint_path} with a different {', '.join(changed)} than it was started with.")
     return history, start
@@ -345,7 +444,8 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
              optimizer: torch.optim.Optimizer, scheduler=None, temperature: float = 0.5,
              checkpoint_path: str | Path | None = None, monitor: Callable | None = None, monitor_every: int = 1,
              amp="auto", channels_last="auto", compile_model: bool = False, seed: int = 0, progress: bool = True,
-             loss_fn: Callable | None = None, sync_every: int = 10, sync_bn: bool = True) -> list[dict]:  # fmt: skip
+             loss_fn: Callable | None = None, sync_every: int = 10, sync_bn: bool = True,
+             total_steps: int | None = None) -> list[dict]:  # fmt: skip
     """Pretrain ``model`` (a ``SimCLRModel``: x -> (h, z)) with NT-Xent; return the history.
 
     images   uint8 tensor N×C×H×W (moved to the model's device if needed); each epoch visits a
@@ -359,6 +459,11 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
     checkpoint_path  saved after every epoch; if it exists, training resumes from it (a finished
              run returns its history at once). On a CPU a resumed run ends bit-identical to an
              uninterrupted one with the same seed. A checkpoint from another device type resumes too.
+             A checkpoint made with another ``batch_size`` (or ``total_steps``) is refused
+             (``RecipeMismatchError``, which says what to do): a run cannot change them midway.
+    total_steps  the whole run's budget of optimiser steps, when this call may stop short of it (``epochs``
+             fewer than the schedule's, as chapter 4's first session or pretrain_ddp's --until-epoch): kept
+             in the checkpoint, and a checkpoint made for another budget is refused. None: not checked.
     monitor  ``monitor(model) -> accuracy``, called every ``monitor_every`` epochs and at the end.
     loss_fn  ``loss_fn(z1, z2, temperature)``; default ``losses.nt_xent`` (in a process group of several
              processes ``distributed.nt_xent_global``).
@@ -407,7 +512,7 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
     steps = n // batch_size
     precision = str(step.dtype or torch.float32).replace("torch.", "")
     config = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed, "n_images": n,
-              "device": device.type, "precision": precision, "world_size": world}
+              "device": device.type, "precision": precision, "world_size": world, "total_steps": total_steps}
     if world > 1 and progress:
         say(f"{world} processes, {local.stop - local.start} images each of a global batch of {batch_size}; {step.note}")
     history, start = [], 0
@@ -422,7 +527,8 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
     mode = _progress_mode(progress) if rank == 0 else "off"
     bar = tqdm(total=(epochs - start) * steps, unit="step", disable=mode != "bar", dynamic_ncols=True)
     print_every = max(1, (epochs - start) // 20)  # "lines": at most about 20 lines for the whole run
-    try:
+    # One batch shape throughout: cuDNN may time its algorithms once and keep the fastest (on a GPU).
+    with cudnn_autotune(device), contextlib.closing(bar):
         for epoch in range(start + 1, epochs + 1):
             model.train()
             t0, total = time.perf_counter(), torch.zeros((), device=device)
@@ -465,6 +571,4 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
                                     generator=generator, history=history, epoch=epoch, config=config,
                                     rank_generators=ranks)  # fmt: skip
                 distributed.barrier()  # no rank goes on before the epoch's checkpoint is on disk
-    finally:
-        bar.close()
     return history

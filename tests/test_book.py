@@ -181,3 +181,25 @@ def test_math_renders_on_the_nt_xent_chapter(build):
     math = soup.select(".math")
     assert any(r"\(" in m.get_text() for m in math), "no inline math"
     assert any(m.name == "div" for m in math), "no display math"
+
+
+def test_math_renders_offline_from_the_books_own_mathjax(build):
+    """A reader without a network (a train, a classroom) still sees equations, not raw TeX: every page that loads
+    MathJax loads the copy inside the book (sphinx-mathjax-offline), with its fonts; no page asks a CDN for math."""
+    html, _, _ = build
+    loaded = {}
+    for path in sorted(html.rglob("*.html")):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(https?:)?//[^\"' ]*mathjax", text, re.I), f"{path.relative_to(html)} loads MathJax " \
+            "from the network"
+        for script in bs4.BeautifulSoup(text, "html.parser").find_all("script", src=True):
+            if "mathjax" in script["src"].lower():
+                loaded[path.relative_to(html)] = (path.parent / script["src"].split("?")[0]).resolve()
+    chapter3 = [p for p in CHAPTERS if p.name.startswith("03")]
+    if chapter3:
+        assert Path("notebooks", f"{chapter3[0].stem}.html") in loaded, "the NT-Xent chapter loads no MathJax"
+    assert loaded, "no page loads MathJax"
+    for page_path, script in loaded.items():
+        assert script.is_file() and html.resolve() in script.parents, f"{page_path}: {script} is not in the book"
+    fonts = next(iter(loaded.values())).parent / "output" / "chtml" / "fonts" / "woff-v2"
+    assert any(fonts.glob("*.woff")), f"MathJax's fonts are missing from {fonts}"

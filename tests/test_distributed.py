@@ -14,6 +14,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,7 +27,9 @@ from course_utils.augment import SimCLRAugment
 from course_utils.distributed import (check_local_anchor_loss, local_anchor_loss, local_slice, nt_xent_global,
                                       rank_seed, sync_batchnorm)
 from course_utils.losses import nt_xent
+from course_utils.config import PROFILES
 from course_utils.models import ProjectionHead, SimCLRModel, SmallCNN
+from course_utils.pretrain_ddp import StandInRefused, check_real_data
 from course_utils.train import load_checkpoint, pretrain, simclr_optimizer
 
 WORLD, PAIRS, DIM, T = 2, 8, 8, 0.5  # 2 ranks × 8 pairs = one process with 16 pairs
@@ -156,6 +159,16 @@ def _equality_worker(rank, world, store, out):
         result[name] = {"loss": history[0]["loss"],
                         "grads": {k: p.grad.clone() for k, p in model.named_parameters()},
                         "params": {k: p.detach().clone() for k, p in model.named_parameters()}}
+    # Every rank checks the data it loaded itself: here only rank 1 fell back to a stand-in (a node without the
+    # shared data folder and without network), and both ranks must stop, not only rank 1.
+    data = SimpleNamespace(is_standin=rank == 1, name="Shapes-10 (CIFAR-10 stand-in)")
+    run = distributed.Dist(rank, world, rank, torch.device("cpu"), "gloo")
+    try:
+        check_real_data(data, run, dataset="cifar10", profile=PROFILES["gpu"], allow_standin=False)
+        result["standin"] = "not refused"
+    except StandInRefused as refused:
+        result["standin"] = str(refused)
+    check_real_data(data, run, dataset="cifar10", profile=PROFILES["gpu"], allow_standin=True)  # on purpose: fine
     try:  # does PyTorch's own global batch norm run on CPU tensors?
         nn.SyncBatchNorm(3)(torch.randn(4, 3, 2, 2))
         result["sync_bn_cpu"] = "works"
@@ -229,6 +242,12 @@ def test_two_processes_give_the_loss_gradients_and_update_of_one_process_with_th
           f"{step_diffs[2]:.2g}. Plain all_gather: loss {plain_loss_diff:.2g}, dL/dz {plain_grad_diff:.2g} (relative "
           f"{((plain - exact).norm() / exact.norm()).item():.1%}), step gradients "
           f"{max(max_diff(r['step_plain']['grads'], ref_grads) for r in ranks):.2g}")
+
+    # The same two processes: a stand-in on rank 1 alone stops both ranks, each with the way out.
+    for rank, r in enumerate(ranks):
+        assert r["standin"].startswith(f"rank {rank}: this run would train on Shapes-10"), r["standin"]
+        assert "on rank(s) [1] of 2" in r["standin"] and "--download-only" in r["standin"]
+        assert "--allow-standin" in r["standin"]
 
     # What we found: nn.SyncBatchNorm refuses CPU tensors in this torch, so the CPU path keeps per-rank batch norm.
     found = ranks[0]["sync_bn_cpu"]
@@ -305,7 +324,7 @@ def test_the_launcher_runs_under_torchrun(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
                "-m", "course_utils.pretrain_ddp", "--dataset", "mnist", "--steps", "4", "--batch-size", "16",
                "--train-size", "32", "--no-monitor", "--checkpoint", str(checkpoint), "--results", str(results)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command + ["--allow-standin"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "global batch 16 = 2 × 8" in done.stdout and done.stdout.count("torchrun: 2 process(es)") == 1
     summary = json.loads(results.read_text())
@@ -314,6 +333,49 @@ def test_the_launcher_runs_under_torchrun(tmp_path):
     assert [row["epoch"] for row in summary["history"]] == [1, 2] and summary["batch_norm"] == "per rank"
     assert load_checkpoint(checkpoint, SimCLRModel(SmallCNN(), ProjectionHead(128, 512, 128)))["epoch"] == 2
     assert Path(summary["encoder"]).is_file()
+
+
+def test_under_torchrun_the_script_refuses_a_stand_in_unless_allowed(monkeypatch, capsys, tmp_path):
+    """The script's own path, in this process as a torchrun world of one (the launcher test runs 2 processes with
+    --allow-standin): the smoke profile never downloads, so the data is a stand-in, and the run stops before
+    training with exit status 2 and the way out."""
+    import socket
+
+    from course_utils import pretrain_ddp
+
+    with socket.socket() as s:  # a free port for the process group's store
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "COURSE_PROFILE": "smoke"}.items():
+        monkeypatch.setenv(name, value)
+    threads = torch.get_num_threads()
+    try:
+        code = pretrain_ddp.main(["--dataset", "mnist", "--device", "cpu", "--steps", "2", "--batch-size", "16",
+                                  "--train-size", "32", "--no-monitor", "--checkpoint", str(tmp_path / "run.pt")])
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "run.pt").exists() and not dist.is_initialized()
+    assert "Under torchrun a missing data set is an error" in err and "--allow-standin" in err
+    assert "COURSE_PROFILE=gpu python -m course_utils.pretrain_ddp --dataset mnist --download-only" in err
+
+
+def test_download_only_fails_clearly_where_the_real_data_cannot_be_had(monkeypatch, capsys):
+    from course_utils import pretrain_ddp
+
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")  # never downloads: as a compute node without network
+    assert pretrain_ddp.main(["--dataset", "mnist", "--download-only"]) == 1
+    assert "could not get the real mnist data" in capsys.readouterr().err
+
+
+def test_the_default_checkpoint_is_named_by_the_recipe():
+    from course_utils.config import PROFILES
+    from course_utils.pretrain_ddp import default_checkpoint
+
+    name = default_checkpoint("cifar10", 1024, 9760, PROFILES["gpu"])
+    assert name.name == "cifar10_ddp_b1024_s9760.pt" and name.parent.name == "gpu"
+    assert default_checkpoint("cifar10", 512, 9760, PROFILES["gpu"]) != name
 
 
 def test_the_learning_rate_follows_the_global_batch_and_cpu_runs_are_capped():
@@ -342,4 +404,9 @@ def test_chapter_7_shows_the_repositorys_slurm_example_and_it_parses():
     shown = "\n".join("".join(cell["source"]) for cell in chapter["cells"] if cell["cell_type"] == "markdown")
     assert script.read_text().strip() in shown, "chapter 7 must show examples/slurm_pretrain_ddp.sbatch as it is"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    assert "-m course_utils.pretrain_ddp" in script.read_text() and "--rdzv_backend=c10d" in script.read_text()
+    text = script.read_text()
+    assert "-m course_utils.pretrain_ddp" in text and "--rdzv_backend=c10d" in text
+    assert "--download-only" in text  # the data is fetched before the job, where there is a network
+    assert "SLURM_JOB_ID %" in text and ":29500" not in text  # a port per job
+    assert "/bin/activate" in text and "NCCL_SOCKET_IFNAME" in text and "NCCL_DEBUG" in text
+    assert '--checkpoint "$CHECKPOINT"' in text and "b${BATCH}_s${STEPS}" in text  # named by its recipe

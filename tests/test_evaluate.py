@@ -267,6 +267,18 @@ def test_extract_features_shape_dtype_mode_and_values():
     assert not encoder.training
 
 
+def test_extract_features_in_mixed_precision_left_on_the_device_for_the_knn_monitor():
+    """The kNN monitor's path: autocast in the training precision, features kept where they were computed (here the
+    CPU, with bf16 autocast standing in for a GPU's), float32 all the same."""
+    encoder = small_encoder()
+    images = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8)
+    exact = extract_features(encoder, images)
+    half = extract_features(encoder, images, amp=torch.bfloat16, to_cpu=False)
+    assert half.dtype == torch.float32 and half.shape == exact.shape
+    assert 0 < (half - exact).abs().max() < 0.05  # bf16 computed it: close, not equal
+    assert torch.equal(extract_features(encoder, images, amp="auto"), exact)  # "auto" on a CPU: float32
+
+
 def test_extract_features_does_not_change_batch_norm_statistics():
     encoder = small_encoder().train()
     before = encoder[1].running_mean.clone()

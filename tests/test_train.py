@@ -159,6 +159,28 @@ def test_resuming_with_a_rebuilt_schedule_warns_and_a_kept_one_does_not(tmp_path
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]  # no work lost
 
 
+def test_resuming_with_another_batch_size_or_step_budget_is_refused_with_the_way_out(tmp_path):
+    from course_utils.train import RecipeMismatchError
+
+    images, _ = toy_images()
+    ckpt = tmp_path / "run.pt"
+    model, opt, sched = make_run(epochs=3)
+    run(model, opt, sched, images, epochs=1, checkpoint_path=ckpt, total_steps=12)  # 3 epochs × 4 steps, 1 done
+    model, opt, sched = make_run(epochs=3, seed=5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RecipeMismatchError) as refused:
+        pretrain(model, images, toy_augment, epochs=2, batch_size=BATCH // 2, optimizer=opt, scheduler=sched,
+                 checkpoint_path=ckpt, progress=False, loss_fn=reference_nt_xent)
+    message = str(refused.value)
+    assert f"batch size {BATCH}" in message and f"batch size {BATCH // 2}" in message
+    assert "checkpoint of its own" in message and f"rm '{ckpt}'" in message  # the ways out
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # refused before loading
+    with pytest.raises(RecipeMismatchError, match="budget of steps 12; this run has budget of steps 24"):
+        run(model, opt, sched, images, epochs=2, checkpoint_path=ckpt, total_steps=24)
+    history = run(model, opt, sched, images, epochs=2, checkpoint_path=ckpt, total_steps=12)  # the same recipe
+    assert [row["epoch"] for row in history] == [1, 2]
+
+
 def test_a_rebuilt_schedule_takes_over_from_the_first_resumed_step():
     from course_utils.train import _warn_if_schedule_changed
 
