@@ -1,4 +1,5 @@
-"""Every chapter is one sitting: at most MAX_PROSE_WORDS words of prose, and the book names one repository.
+"""Every chapter is one sitting (at most MAX_PROSE_WORDS words of prose), shows no stray glued value, and the book
+names one repository.
 
 What counts as prose (``prose_words``): the Markdown cells a student reads, without
 
@@ -15,6 +16,7 @@ A MyST role such as ``{glue:text}`name``` counts as one word, as the number it b
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -82,6 +84,22 @@ def test_chapter_is_one_sitting(path):
     assert total <= MAX_PROSE_WORDS, (
         f"{path.name}: {total:,} words of prose, more than {MAX_PROSE_WORDS:,} for one sitting. Tighten it, or move "
         f"material a chapter does not need to a page of its own. Longest cells (index, words): {longest}")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_no_cell_ends_with_a_bare_glue_call(path):
+    """glue() returns its value, so a cell whose last statement is a glue call shows a stray number in the book."""
+    stray = []
+    for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        if cell.cell_type != "code" or cell.source.lstrip().startswith("%"):
+            continue
+        body = ast.parse(cell.source).body
+        last = body[-1] if body else None
+        if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and getattr(last.value.func, "id", "") == "glue":
+            after = cell.source.splitlines()[last.end_lineno - 1][last.end_col_offset:]
+            if not after.lstrip().startswith(";"):
+                stray.append(i)
+    assert not stray, f"{path.name}: cells {stray} end with glue(...) and would show its value: end the line with ';'"
 
 
 def test_every_install_url_in_the_pages_names_the_repository_of_config():
