@@ -225,7 +225,8 @@ def _head_structure_problem(layers, reference_layers, num_layers: int) -> str | 
 def check_projection_head(student_fn) -> bool:
     """Check a student's ``my_projection_head(in_dim, hidden_dim, out_dim, num_layers=2) -> nn.Module``.
 
-    The head must be SimCLR's MLP as ``course_utils.models.ProjectionHead`` defines it: ``num_layers - 1``
+    The head must be the course's version of SimCLR's MLP, ``course_utils.models.ProjectionHead`` (SimCLR's
+    reference code also puts a batch norm after the last Linear; the course leaves it out): ``num_layers - 1``
     blocks Linear(bias=False) → BatchNorm1d → ReLU (the first from in_dim, the others from hidden_dim, all to
     hidden_dim), then a final Linear(→ out_dim) with a bias and nothing after it; ``num_layers=1`` is one
     Linear(in_dim → out_dim). Input (N, in_dim), output (N, out_dim).
@@ -245,8 +246,8 @@ def check_projection_head(student_fn) -> bool:
             name = f"in_dim={in_dim}, hidden_dim={hidden_dim}, out_dim={out_dim}, num_layers={num_layers}"
             if not _head_case_passes(student_fn, ProjectionHead, name, in_dim, hidden_dim, out_dim, num_layers):
                 return False
-    print(f"PASS: your projection head has SimCLR's layers and parameter count, and computes Linear → BN → ReLU "
-          f"→ ... → Linear in train and eval mode, for {len(_HEAD_CASES)} sizes (1 to 3 layers).")
+    print(f"PASS: your projection head has the course head's layers and parameter count, and computes Linear → BN "
+          f"→ ReLU → ... → Linear in train and eval mode, for {len(_HEAD_CASES)} sizes (1 to 3 layers).")
     return True
 
 

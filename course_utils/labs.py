@@ -29,7 +29,7 @@ try:
     import nbformat
 except ImportError as error:  # students do not need this module; instructors install its extra
     raise ImportError("course_utils.labs is a tool for instructors and maintainers and needs nbformat and pyyaml: "
-                      "pip install 'simclr-course-utils[instructor]'") from error
+                      "pip install -e '.[instructor]' in a clone of the course's repository (not on PyPI)") from error
 
 COLAB_URL = "https://colab.research.google.com/github/{org}/{repo}/blob/{branch}/notebooks/{file}"
 INSTALL_URL = "git+https://github.com/{org}/{repo}@{branch}"
