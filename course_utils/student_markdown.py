@@ -344,27 +344,50 @@ def glued_values_cell(specs: list[str], after_id: str | None):
     return cell
 
 
+_GLUE_CALL = re.compile(r"""\bglue\(\s*["']([^"'{}]+)["']""")  # glue("name", ...): a literal name
+
+
 def convert_notebook(nb, name: str, book: Book, page: str | None = None, skip=lambda cell: False) -> list[str]:
     """Rewrite every Markdown cell of ``nb`` in place as plain Markdown (cells for which ``skip(cell)`` is true are
     left as they are: the solutions, which the caller removes), put a ``show_glued`` cell under each one that
     quotes glued values, and end the notebook with the list of the works it cites. Errors name ``name`` and the
-    cell's index in ``nb``. Returns the keys cited."""
+    cell's index in ``nb``. Returns the keys cited.
+
+    A value that the text quotes before the cell that glues it (the book does not mind the order) is printed
+    under that cell instead, when its name is written out in the ``glue("name", ...)`` call; a name made at run
+    time (``glue(f"ch2_{x}", ...)``) is taken to be glued before the text that quotes it.
+    """
     from nbformat.v4 import new_markdown_cell
 
     page = page or f"notebooks/{Path(name).stem}"
     chapter = chapter_number(nb.cells[0].source) if nb.cells and nb.cells[0].cell_type == "markdown" else None
     converter = Converter(book, page, name, chapter)
+    glued_in: dict[str, list[int]] = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and not skip(cell):
+            for glued_name in _GLUE_CALL.findall(cell.source):
+                glued_in.setdefault(glued_name, []).append(index)
+    later: dict[int, list[str]] = {}  # code cell index -> the specs to print under it
     cells = []
     for index, cell in enumerate(nb.cells):
         cells.append(cell)
+        if index in later:
+            cells.append(glued_values_cell(list(dict.fromkeys(later.pop(index))), cell.get("id")))
         if cell.cell_type != "markdown" or skip(cell):
             continue
         cell.source, glued = converter.cell(cell.source, index)
         leftover = leftover_myst(cell.source)
         if leftover:
             raise MystError(f"{name}, cell {index}: MyST left after the conversion: {leftover}.")
-        if glued:
-            cells.append(glued_values_cell(glued, cell.get("id")))
+        now = []
+        for spec in glued:
+            where = glued_in.get(spec.split(":")[0], [])
+            if where and all(i > index for i in where):  # glued only further down: print it there
+                later.setdefault(where[0], []).append(spec)
+            else:
+                now.append(spec)
+        if now:
+            cells.append(glued_values_cell(now, cell.get("id")))
     cited = list(dict.fromkeys(converter.cited))
     if cited:
         listing = book.bibliography.reference_list(cited)

@@ -152,6 +152,19 @@ def test_glued_values_point_at_a_cell_that_prints_them(book):
     assert nb.cells[4].source == "No numbers here." and len(nb.cells) == 5  # no cell for a paragraph without numbers
 
 
+def test_a_value_glued_after_the_text_is_printed_under_the_cell_that_glues_it(book):
+    nb = new_notebook(cells=[new_markdown_cell("# 2. Demo"),
+                             new_code_cell('glue("ch2_a", 1.0)'),
+                             new_markdown_cell("A {glue:text}`ch2_a:.1f`, B {glue:text}`ch2_b:.0%`, C {glue:text}`ch2_c`."),
+                             new_code_cell('x = 2'),
+                             new_code_cell('glue("ch2_b", 0.5)\nfor k in "c":\n    glue(f"ch2_{k}", k)')])
+    convert_notebook(nb, "02_demo.ipynb", book)
+    calls = [(i, c.source.splitlines()[-1]) for i, c in enumerate(nb.cells) if "glued-values" in c.metadata.get("tags", [])]
+    # ch2_b is glued two cells further down, by name; ch2_c by a name made at run time, so before, as far as we know
+    assert calls == [(3, 'show_glued("ch2_a:.1f", "ch2_c")'), (6, 'show_glued("ch2_b:.0%")')]
+    assert nb.cells[5].source.startswith('glue("ch2_b"')
+
+
 def test_show_glued_prints_the_runs_values_in_the_prose_formats(capsys):
     GLUED.clear()
     glue("ch9_acc", 0.91234)
