@@ -49,7 +49,9 @@ TEST_ENV := COURSE_PROFILE=smoke COURSE_HOME=$(CURDIR)/_build/test-home TQDM_DIS
 test: setup
 	$(TEST_ENV) $(PY) -m pytest -q -n 2 --durations=15 --nbval-lax --nbval-current-env notebooks tests
 
-# Student versions of the notebooks (solutions removed) in labs/.
+# The student copies in labs/ (solutions removed, plain Jupyter Markdown), which every Colab and Kaggle badge opens.
+# labs/ is committed: run this after changing a chapter (or book/references.bib) and commit labs/ with it;
+# tests/test_labs.py fails while labs/ differs from what this writes.
 labs: setup
 	$(PY) -m course_utils.labs students notebooks labs
 
@@ -63,4 +65,4 @@ gpu-check: setup
 	$(PY) benchmarks/gpu_check.py $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf _build labs
+	rm -rf _build

@@ -135,15 +135,19 @@ def test_bibliography_has_entries(build):
 
 
 @chapter
-def test_chapter_has_colab_launch_button_and_badge_with_the_same_url(build, path):
+def test_chapter_launch_button_opens_the_chapter_and_badges_the_student_copy(build, path):
+    """The book's own launch button (the rocket) opens the full chapter, solutions included; the badges in the page
+    open the student copy in labs/, on Colab and on Kaggle (course_utils.labs, from _config.yml)."""
     org, repo, branch = labs.repository(ROOT)
-    expected = f"https://colab.research.google.com/github/{org}/{repo}/blob/{branch}/notebooks/{path.name}"
+    chapter = labs.colab_url(org, repo, branch, path.name, folder="notebooks")
     soup = page(build, f"notebooks/{path.stem}")
     launch = [a["href"] for a in soup.select(".dropdown-launch-buttons a[href]") if "colab" in a["href"]]
-    assert launch == [expected], f"launch button: {launch}, expected {expected} (from _config.yml)"
+    assert launch == [chapter], f"launch button: {launch}, expected {chapter} (from _config.yml)"
     article = soup.select_one(".bd-article") or soup
-    badge = [a["href"] for a in article.find_all("a", href=True) if a.find("img", alt="Open In Colab")]
-    assert badge == [expected], f"in-notebook badge: {badge}"
+    for alt, url in (("Open In Colab", labs.colab_url(org, repo, branch, path.name)),
+                     ("Open In Kaggle", labs.kaggle_url(org, repo, branch, path.name))):
+        badge = [a["href"] for a in article.find_all("a", href=True) if a.find("img", alt=alt)]
+        assert badge == [url], f"in-notebook {alt} badge: {badge}, expected {url}"
 
 
 @chapter

@@ -12,14 +12,17 @@ What Colab gives a student, and how this test recreates it:
   checkout, instead of git+https://github.com/... (no network on CI). Before each chapter the wheel is
   uninstalled again, so that every chapter really installs it.
 
-One execution per chapter checks two things: the notebook works as on Colab, and the student version
-(solutions removed, see course_utils.labs) runs top to bottom with self-checks that say
-"not implemented yet". The kernel is the fresh venv's python, driven by nbclient from this process.
+One execution per chapter checks three things: the notebook works as on Colab (and pip keeps the platform's
+torch); the student version (solutions removed, see course_utils.labs) runs top to bottom, every cell after the
+unsolved exercises included, with self-checks that say "not implemented yet"; and every number its text quotes
+is printed by the glued-values cell under the paragraph, from this run. The kernel is the fresh venv's python,
+driven by nbclient from this process.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -174,10 +177,27 @@ def test_student_copy_runs_alone_as_on_colab(chapter, wheel, colab, colab_home, 
     assert wheel.name in direct_url, f"course_utils was not installed from the wheel: {direct_url}"
     assert sorted(p.name for p in content.iterdir() if p.suffix == ".ipynb") == [chapter.name]
 
-    texts = [outputs_text(c) for c in executed.cells if c.cell_type == "code"]
+    # pip kept the platform's torch: nothing of it was installed into the "Colab" venv itself.
+    site = Path(in_colab(colab, "import sysconfig; print(sysconfig.get_paths()['purelib'])", content))
+    assert not [p.name for p in site.iterdir() if p.name.startswith(("torch", "torchvision"))], "torch was reinstalled"
+
+    code = [(i, c) for i, c in enumerate(executed.cells) if c.cell_type == "code"]
+    texts = [outputs_text(c) for _, c in code]
     assert not any("Traceback (most recent call last)" in t for t in texts)
+    # "Run all" went through: every code cell ran, those after the first unsolved exercise too.
+    first_stub = next(i for i, c in code if "exercise-stub" in labs.tags(c))
+    not_run = [i for i, c in code if c.execution_count is None]
+    assert not not_run, f"cells {not_run} did not run (the first exercise stub is cell {first_stub})"
+    assert any(i > first_stub and c.outputs for i, c in code), "no cell after the first stub printed anything"
     checks = [c for c in executed.cells if "self-check" in labs.tags(c)]
     assert checks, "the student copy has no self-check cell"
     for cell in checks:
         assert "not implemented yet" in outputs_text(cell), \
             f"a self-check on an unsolved stub must say 'not implemented yet':\n{cell.source}\n{outputs_text(cell)}"
+    # Every number the text quotes was printed from this run, under the paragraph that quotes it.
+    for cell in (c for c in executed.cells if "glued-values" in labs.tags(c)):
+        shown = outputs_text(cell)
+        assert shown.startswith("The numbers in the text above, from your run:"), f"{cell.source}\n{shown}"
+        assert "not computed yet" not in shown, f"a quoted number was not glued by the cells above it:\n{shown}"
+        specs = re.findall(r'"([^"]+)"', cell.source.split("show_glued(", 1)[1])
+        assert len(shown.strip().splitlines()) == 1 + len(specs), f"one line per quoted number:\n{shown}"

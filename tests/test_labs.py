@@ -1,9 +1,11 @@
 """The lab tooling (course_utils.labs) and the chapter skeleton every notebook follows.
 
-Three parts:
+Four parts:
 - the tool on small notebooks made here: student versions, `sync`, `strip`, the command line;
 - every real chapter in notebooks/: follows the skeleton, is in sync with _config.yml, has no outputs;
-- _toc.yml and notebooks/ agree.
+- _toc.yml and notebooks/ agree;
+- the committed student copies in labs/: what `make labs` writes now, opened by every badge.
+The MyST -> Markdown conversion of the student copies is tested in tests/test_student_markdown.py.
 
 The student copies are EXECUTED in tests/test_colab.py, not here: that test runs each student copy alone,
 as Colab would, and asserts that it runs top to bottom and that its self-checks say "not implemented yet".
@@ -25,13 +27,20 @@ from course_utils import labs
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = labs.chapter_notebooks(ROOT)
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+BIB = """@inproceedings{chen2020simclr,
+  title  = {A Simple Framework for Contrastive Learning of Visual Representations},
+  author = {Chen, Ting and Kornblith, Simon and Norouzi, Mohammad and Hinton, Geoffrey},
+  booktitle = {ICML},
+  year   = {2020}
+}
+"""
 
 
 # --- A small notebook that follows the skeleton --------------------------------------------------
 
 def skeleton(name="01_demo.ipynb", org="simclr-from-scratch", repo="simclr-from-scratch", branch="main"):
     """A two-exercise chapter in the course's skeleton (one conceptual, one gated coding exercise)."""
-    badge = f"[![Open In Colab]({BADGE_IMAGE})]({labs.colab_url(org, repo, branch, name)})"
+    badge = labs.badges(org, repo, branch, name)
     setup = ("import importlib.util, os, subprocess, sys\n"
              "if importlib.util.find_spec(\"course_utils\") is None:\n"
              f"    source = os.environ.get(\"COURSE_UTILS_SOURCE\", \"{labs.install_url(org, repo, branch)}\")\n"
@@ -41,6 +50,7 @@ def skeleton(name="01_demo.ipynb", org="simclr-from-scratch", repo="simclr-from-
         cell.metadata["tags"] = [tag]
         return cell
 
+    ex = f"ex-{Path(name).stem}"  # labels are unique in a book
     cells = [
         tagged(new_markdown_cell(f"# 1. Demo\n\n{badge}"), "colab-badge"),
         new_markdown_cell("**Learning objectives**\n\n- one"),
@@ -48,11 +58,11 @@ def skeleton(name="01_demo.ipynb", org="simclr-from-scratch", repo="simclr-from-
         new_code_cell("x = 1", execution_count=3, outputs=[new_output("stream", name="stdout", text="hi\n")]),
         new_markdown_cell("## Summary\n\n- a"),
         new_markdown_cell("## Exercises"),
-        new_markdown_cell("```{exercise} Why\n:label: ex-demo-why\nWhy?\n```"),
-        tagged(new_markdown_cell("```{solution} ex-demo-why\n:class: dropdown\nBecause.\n```"), "solution"),
-        new_markdown_cell("```{exercise} Code it\n:label: ex-demo-code\nWrite f.\n```"),
+        new_markdown_cell(f"```{{exercise}} Why\n:label: {ex}-why\nWhy?\n```"),
+        tagged(new_markdown_cell(f"```{{solution}} {ex}-why\n:class: dropdown\nBecause.\n```"), "solution"),
+        new_markdown_cell(f"```{{exercise}} Code it\n:label: {ex}-code\nWrite f.\n```"),
         tagged(new_code_cell("def f(x):\n    raise NotImplementedError(\"Exercise: write f\")"), "exercise-stub"),
-        tagged(new_markdown_cell("```{solution-start} ex-demo-code\n:class: dropdown\n```"), "solution"),
+        tagged(new_markdown_cell(f"```{{solution-start}} {ex}-code\n:class: dropdown\n```"), "solution"),
         tagged(new_code_cell("def f(x):\n    return 2 * x"), "solution"),
         tagged(new_markdown_cell("```{solution-end}\n```"), "solution"),
         tagged(new_code_cell("check(f)"), "self-check"),
@@ -64,11 +74,27 @@ def skeleton(name="01_demo.ipynb", org="simclr-from-scratch", repo="simclr-from-
 
 def make_repo(root: Path, url="https://github.com/simclr-from-scratch/simclr-from-scratch", branch="main",
               names=("01_demo.ipynb", "02_more.ipynb")) -> Path:
+    """A repository with _config.yml, _toc.yml, book/references.bib and skeleton chapters ``names``."""
     (root / "notebooks").mkdir(parents=True)
+    (root / "book").mkdir()
+    (root / "book" / "references.bib").write_text(BIB)
+    (root / "book" / "intro.md").write_text("# Intro\n")
     write_config(root, url, branch)
+    toc = {"format": "jb-book", "root": "book/intro", "chapters": [{"file": f"notebooks/{Path(n).stem}"} for n in names]}
+    (root / "_toc.yml").write_text(yaml.safe_dump(toc))
     for name in names:
         nbformat.write(skeleton(name), root / "notebooks" / name)
     return root
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+def student(nb, repo: Path, name="01_demo.ipynb"):
+    """The student version of ``nb`` as if it were ``repo/notebooks/<name>``."""
+    return labs.student_version(nb, repo / "notebooks" / name)
 
 
 def write_config(root: Path, url: str, branch: str | None) -> None:
@@ -84,33 +110,58 @@ def tags_of(nb) -> list[list[str]]:
 
 # --- Student versions -------------------------------------------------------------------------------
 
-def test_student_version_removes_exactly_the_solution_cells():
+def test_student_version_removes_exactly_the_solution_cells(repo):
     nb = skeleton()
-    student, removed = labs.student_version(nb)
+    copy, removed = student(nb, repo)
     expected = [c for c in nb.cells if "solution" not in labs.tags(c)]
     assert removed == 4 == len(nb.cells) - len(expected)
-    assert [c.id for c in student.cells] == [c.id for c in expected]  # same cells, same order
-    assert [c.source for c in student.cells[1:]] == [c.source for c in expected[1:]]
-    assert not any("{solution" in c.source for c in student.cells)
-    assert ["exercise-stub"] in tags_of(student) and ["self-check"] in tags_of(student)
-    assert len(nb.cells) == 15, "the original notebook must not be modified"
+    # The same cells in the same order, and one more at the end: the list of the works cited.
+    assert [c.id for c in copy.cells] == [c.id for c in expected] + ["works-cited"]
+    code = [c.source for c in expected if c.cell_type == "code"]
+    assert [c.source for c in copy.cells if c.cell_type == "code"] == code  # code is never rewritten
+    assert not any("{solution" in c.source for c in copy.cells)
+    assert ["exercise-stub"] in tags_of(copy) and ["self-check"] in tags_of(copy)
+    assert len(nb.cells) == 15 and nb.cells[6].source.startswith("```{exercise}"), "the original must not change"
 
 
-def test_student_version_is_titled_clears_outputs_and_drops_the_badge():
-    student, _ = labs.student_version(skeleton())
-    title = student.cells[0].source
+def test_student_version_is_in_plain_markdown(repo):
+    copy, _ = student(skeleton(), repo)
+    markdown = {c.id: c.source for c in copy.cells if c.cell_type == "markdown"}
+    text = "\n".join(markdown.values())
+    assert "### Exercise 1.1: Why\n\nWhy?" in text and "### Exercise 1.2: Code it\n\nWrite f." in text
+    assert "## References\n\n\\[Chen *et al.*, 2020\\]" in text
+    assert markdown["works-cited"].startswith("### Works cited in this chapter\n\n- \\[Chen *et al.*, 2020\\] Ting Chen")
+    assert not re.search(r"\{\w+\}`|```\{|:label:|:class:", text)
+
+
+def test_student_version_is_titled_clears_outputs_and_drops_the_badges(repo):
+    copy, _ = student(skeleton(), repo)
+    title = copy.cells[0].source
     assert title.splitlines()[0] == "# 1. Demo (student version)"
-    assert "Student version" in title and "colab.research.google.com" not in title
-    assert all(c.outputs == [] and c.execution_count is None for c in student.cells if c.cell_type == "code")
-    nbformat.validate(student)
+    assert "student version of [chapter 1 of the book](https://simclr-from-scratch.github.io/simclr-from-scratch/" \
+           "notebooks/01_demo.html)" in title
+    assert "colab.research.google.com" not in title and "kaggle.com" not in title
+    assert all(c.outputs == [] and c.execution_count is None for c in copy.cells if c.cell_type == "code")
+    nbformat.validate(copy)
 
 
 @pytest.mark.parametrize("index", [7, 11, 12])  # the {solution}, the solution's code, the {solution-end}
-def test_an_untagged_solution_cell_is_refused(index):
+def test_an_untagged_solution_cell_is_refused(index, repo):
     nb = skeleton()
     nb.cells[index].metadata["tags"] = []
     with pytest.raises(ValueError, match=f"cell {index}.*not tagged 'solution'"):
-        labs.student_version(nb)
+        student(nb, repo)
+
+
+def test_make_labs_stops_on_a_bad_notebook_and_writes_nothing(repo, tmp_path, capsys):
+    path = repo / "notebooks" / "02_more.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[4].source += "\n\nSee {numref}`fig-views`."  # a role the student copies cannot show
+    nbformat.write(nb, path)
+    assert labs.main(["--root", str(repo), "students", str(repo / "notebooks"), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "02_more.ipynb, cell 4" in error and "{numref}`fig-views`" in error
+    assert not (tmp_path / "out").exists(), "no student copy is written when one chapter fails"
 
 
 def test_make_student_versions_writes_every_notebook(tmp_path, capsys):
@@ -168,9 +219,11 @@ def test_sync_rewrites_a_changed_repository_and_check_detects_drift(tmp_path, ca
 
     assert labs.sync_notebooks(root) == stale
     nb = nbformat.read(root / "notebooks" / "02_more.ipynb", as_version=4)
-    assert ("(https://colab.research.google.com/github/acme/course/blob/dev/notebooks/02_more.ipynb)"
-            in nb.cells[0].source)
-    assert BADGE_IMAGE in nb.cells[0].source  # the badge image itself is left alone
+    assert nb.cells[0].source == (
+        "# 1. Demo\n\n"
+        f"[![Open In Colab]({BADGE_IMAGE})](https://colab.research.google.com/github/acme/course/blob/dev/labs/02_more.ipynb) "
+        "[![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]"
+        "(https://kaggle.com/kernels/welcome?src=https://github.com/acme/course/blob/dev/labs/02_more.ipynb)")
     assert '"git+https://github.com/acme/course@dev"' in nb.cells[2].source
     assert "simclr-from-scratch" not in nb.cells[0].source + nb.cells[2].source
     assert labs.sync_notebooks(root, check=True) == []
@@ -184,7 +237,33 @@ def test_sync_fixes_a_badge_pointing_at_another_file(tmp_path):
     nb.cells[0].source = nb.cells[0].source.replace("03_copy.ipynb", "01_demo.ipynb")  # copy-paste slip
     nbformat.write(nb, path)
     assert labs.sync_notebooks(root) == [path]
-    assert "notebooks/03_copy.ipynb)" in nbformat.read(path, as_version=4).cells[0].source
+    title = nbformat.read(path, as_version=4).cells[0].source
+    assert title.count("labs/03_copy.ipynb)") == 2 and "01_demo" not in title
+
+
+def test_sync_adds_the_kaggle_badge_and_keeps_the_rest_of_the_title_cell(tmp_path):
+    root = make_repo(tmp_path, names=("01_demo.ipynb",))
+    path = root / "notebooks" / "01_demo.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    old = f"[![Open In Colab]({BADGE_IMAGE})](https://colab.research.google.com/github/a/b/blob/main/notebooks/01_demo.ipynb)"
+    nb.cells[0].source = f"# 1. Demo\n\n{old}\n\nA line of text."  # the badge line before Kaggle's badge existed
+    nbformat.write(nb, path)
+    assert labs.sync_notebooks(root) == [path]
+    assert nbformat.read(path, as_version=4).cells[0].source == \
+        f"# 1. Demo\n\n{labs.badges('simclr-from-scratch', 'simclr-from-scratch', 'main', '01_demo.ipynb')}\n\nA line of text."
+
+
+def test_sync_rewrites_the_readme_badges(tmp_path, capsys):
+    root = make_repo(tmp_path)
+    old = f"[![Open In Colab]({BADGE_IMAGE})](https://colab.research.google.com/github/a/b/blob/main/notebooks/02_more.ipynb)"
+    (root / "README.md").write_text(f"| 2 | [More](notebooks/02_more.ipynb) {old} | x |\n")
+    assert labs.sync_notebooks(root, check=True) == [root / "README.md"]
+    assert labs.sync_notebooks(root) == [root / "README.md"]
+    badges = labs.badges("simclr-from-scratch", "simclr-from-scratch", "main", "02_more.ipynb")
+    assert (root / "README.md").read_text() == f"| 2 | [More](notebooks/02_more.ipynb) {badges} | x |\n"
+    (root / "README.md").write_text(old.replace("02_more", "09_gone"))
+    with pytest.raises(ValueError, match="README.md: the badge .* opens no chapter"):
+        labs.sync_notebooks(root)
 
 
 def test_sync_refuses_a_notebook_without_the_tagged_cells(tmp_path):
@@ -233,12 +312,16 @@ def test_chapter_opens_with_title_badge_and_setup(path):
     first = nb.cells[0]
     assert first.cell_type == "markdown" and "colab-badge" in labs.tags(first), "cell 1 must be the title, tagged colab-badge"
     assert re.match(r"# \d+\. \S", first.source), f"title line must be '# N. Title', got {first.source[:60]!r}"
-    assert f"[![Open In Colab]({BADGE_IMAGE})]({labs.colab_url(org, repo, branch, path.name)})" in first.source
+    assert first.source.splitlines()[2] == labs.badges(org, repo, branch, path.name), "the badge line, from sync"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and "setup" in labs.tags(code[0]), "the first code cell must be the setup cell, tagged setup"
     setup = code[0].source
     assert f'"{labs.install_url(org, repo, branch)}"' in setup and "COURSE_UTILS_SOURCE" in setup
     assert 'find_spec("course_utils") is None' in setup, "install only when course_utils is missing"
+    # Colab's and Kaggle's own torch builds stay: pip gets their installed versions as requirements, never --upgrade.
+    assert '("torch", "torchvision")' in setup and "importlib.metadata.version(name)" in setup and "*keep" in setup
+    assert "--upgrade" not in setup and "-U" not in setup.split()
+    assert "Internet on" in setup, "say how to let pip reach GitHub on Kaggle"
     assert "get_profile()" in setup and "seed_everything" in setup and "banner(" in setup
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
 
@@ -363,3 +446,81 @@ def test_the_reference_check_finds_a_leak():
     assert "random_grayscale" in used_names("from course_utils import augment as A\nA.random_grayscale(x, p=1.0)")
     assert "knn_predict" in used_names("from course_utils.evaluate import knn_predict as kp")
     assert "_nt_xent_from_ids" in used_names("%time\nimport course_utils.losses\ncourse_utils.losses._nt_xent_from_ids")
+
+
+# --- The committed student copies (labs/) and the badges that open them -----------------------------------
+
+LABS = ROOT / labs.STUDENT_FOLDER
+REGENERATE = ("run `make labs` (or `python -m course_utils.labs students`) and commit labs/: the student copies "
+              "are generated from notebooks/, and the badges open the committed ones")
+
+
+@needs_chapters
+def test_committed_student_copies_are_what_make_labs_writes(tmp_path):
+    written = labs.make_student_versions(ROOT / "notebooks", tmp_path)
+    committed = sorted(p.name for p in LABS.glob("*.ipynb"))
+    assert committed == [p.name for p in written], f"labs/ holds {committed}: {REGENERATE}"
+    stale = [p.name for p in written if p.read_bytes() != (LABS / p.name).read_bytes()]
+    assert not stale, f"labs/ is out of date for {stale}: {REGENERATE}"
+
+
+def render(markdown: str) -> str:
+    """HTML, as a CommonMark renderer with tables (markdown-it-py, which myst-parser uses too) renders it."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table").render(markdown)
+
+
+def myst_left_in(html: str) -> list[str]:
+    """MyST that a plain Markdown renderer left as it was: roles, directive fences, labels, directive options."""
+    found = re.findall(r"\{[A-Za-z][\w:.+-]*\}<code>[^<]*</code>", html)  # {role}`x` -> {role}<code>x</code>
+    found += re.findall(r'<code class="language-\{[^"]*\}', html)  # ```{directive}
+    found += re.findall(r"(?:^|<p>|\n):::\{[^\n<]*", html)
+    text = re.sub(r"<pre>.*?</pre>", "", html, flags=re.DOTALL)
+    found += re.findall(r"(?:^|>|\n)\s*\([\w:.-]+\)=\s*(?=$|<|\n)", text)  # (label)=
+    found += re.findall(r"(?:^|>|\n)\s*:(?:label|class|name|nonumber):[^\n<]*", text)
+    return found
+
+
+def test_the_myst_detector_finds_what_it_must_and_not_math():
+    leftovers = myst_left_in(render("See {cite}`a`.\n\n```{note}\nx\n```\n\n(sec-x)=\n# T\n\n:::{tip}\ny\n:::\n"))
+    assert len(leftovers) == 4, leftovers
+    assert len(myst_left_in(render(":label: ex-1\n"))) == 1
+    clean = "$\\mathbb{R}^{128}$, $$\\sum_{k \\ne i} x$$, `{cite}` in code, (a, b)= 3\n\n```python\n(x)=\n```\n"
+    assert myst_left_in(render(clean)) == []
+
+
+@needs_chapters
+@pytest.mark.parametrize("path", sorted(LABS.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_student_copy_markdown_renders_without_myst(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            leftovers = myst_left_in(render(cell.source))
+            assert not leftovers, f"{path.name}, cell {i}: MyST that Colab would show raw: {leftovers}"
+    glued = [c for c in nb.cells if "glued-values" in labs.tags(c)]
+    pointers = sum(len(re.findall(r"\*\*`\w+`\*\*", c.source)) for c in nb.cells if c.cell_type == "markdown")
+    if pointers:
+        assert glued, "the text quotes glued values, and no cell prints them"
+
+
+def badge_links(text: str) -> list[str]:
+    """Every Colab or Kaggle link that opens a notebook from GitHub (not a pattern such as .../<org>/<repo>/...)."""
+    links = re.findall(r"https://(?:colab\.research\.google\.com/github|(?:www\.)?kaggle\.com/kernels/welcome\?src=)"
+                       r"[^\s)\"'\]`]+", text)
+    return [link for link in links if "<" not in link]
+
+
+@needs_chapters
+def test_every_badge_opens_a_committed_student_copy():
+    org, repo, branch = labs.repository(ROOT)
+    prefix = f"github/{org}/{repo}/blob/{branch}/labs/", f"github.com/{org}/{repo}/blob/{branch}/labs/"
+    sources = {p: p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]}
+    sources.update({p: markdown(nbformat.read(p, as_version=4)) for p in CHAPTERS})
+    found = 0
+    for path, text in sources.items():
+        for link in badge_links(text):
+            found += 1
+            assert any(p in link for p in prefix), f"{path.name}: {link} does not open a student copy in labs/"
+            assert (LABS / link.rsplit("/", 1)[1]).is_file(), f"{path.name}: {link} opens a file that labs/ lacks"
+    assert found >= 4 * len(CHAPTERS), "each chapter has a Colab and a Kaggle badge, in its title and in the README"
