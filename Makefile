@@ -53,8 +53,9 @@ labs: setup
 bench: setup
 	$(PY) benchmarks/run_all.py $(if $(QUICK),--quick,)
 
-# On a machine with a CUDA GPU: chapter 4 in the gpu profile cut to a few epochs, and the training and
-# augmentation benchmarks, merged into benchmarks/results.json. Without a GPU it says so and stops.
+# On a machine with a CUDA GPU: the sustained rate the GPU budget needs, all seven chapters in the gpu profile cut
+# short, and the training and augmentation benchmarks, merged into benchmarks/results.json. Without a usable GPU it
+# says why (none, or one the installed torch cannot drive) and stops.
 gpu-check: setup
 	$(PY) benchmarks/gpu_check.py $(if $(QUICK),--quick,)
 

@@ -171,6 +171,7 @@ def _feature_dim(dataset: str, width: int) -> int:
 class _Chapter:
     profile: config.Profile
     rate: Rate
+    setup_s: float = SETUP_S
     items: list = field(default_factory=list)  # (what, part, seconds); part: setup/main/labs/evaluation/cpu
 
     def add(self, what: str, part: str, seconds: float) -> None:
@@ -222,6 +223,10 @@ class _Chapter:
         self.add(f"{label}: {len(runs)} runs", "labs", train_s)
         self.add(f"{label}: scoring the runs", "evaluation", eval_s)
 
+    def map_2d(self) -> float:
+        """One 2-D map of features (``plots.embedding_panels``): UMAP's allowance; PCA takes no time to speak of."""
+        return UMAP_S if self.profile.embedding_method == "umap" else 0.0
+
     def lab_steps(self, dataset: str) -> int:
         return self.profile.lab_steps if dataset == "mnist" else self.profile.lab_cifar_steps
 
@@ -237,7 +242,7 @@ def _clustering_flops(n: int, dims: list[int]) -> float:
 
 def _ch1(c: _Chapter) -> None:
     p = c.profile
-    c.add("setup", "setup", SETUP_S)
+    c.add("setup", "setup", c.setup_s)
     c.add("the per-image PIL pipeline, timed", "cpu", p.aug_timing_images / PIL_IMAGES_PER_S)
     c.add("1-NN of raw digits, as is and mirrored", "cpu",
           2 * 2 * p.cluster_size * c.n_train("mnist") * PIXELS["mnist"] / CPU_FLOPS)
@@ -245,18 +250,18 @@ def _ch1(c: _Chapter) -> None:
 
 def _ch2(c: _Chapter) -> None:
     p, n = c.profile, c.n_train("mnist")
-    c.add("setup", "setup", SETUP_S)
+    c.add("setup", "setup", c.setup_s)
     c.add(f"SimCLR pretraining, {p.mnist_steps:,} steps", "main", c.train("mnist", p.mnist_steps, c.batch("mnist"), n)[0])
     probes = sum((1 if k is None else p.label_draws) * c.probe(3, n / 10 if k is None else k) for k in p.labels_per_class)
     c.add("linear probes (3 representations)", "evaluation",
           3 * probes + 2 * c.forward("mnist", n + c.n_test("mnist")))
-    c.add("UMAP of the features", "cpu", UMAP_S)
+    c.add(f"{p.embedding_method.upper()} of the features", "cpu", c.map_2d())
     c.sweep("lab: augmentation families", "mnist", [c.lab_steps("mnist")] * 4 * len(p.lab_seeds), c.lab_train("mnist"))
 
 
 def _ch3(c: _Chapter) -> None:
     p = c.profile
-    c.add("setup", "setup", SETUP_S)
+    c.add("setup", "setup", c.setup_s)
     c.add("free embeddings and the tiny encoder", "cpu", 6 * p.loss_experiment_steps * LOSS_STEP_S)
     seeds, steps, batch = len(p.lab_seeds), c.lab_steps("mnist"), c.batch("mnist")
     c.sweep("lab: temperature", "mnist", [steps] * 5 * seeds, c.lab_train("mnist"))
@@ -270,7 +275,7 @@ def _ch3(c: _Chapter) -> None:
 
 def _ch4(c: _Chapter) -> None:
     p, n = c.profile, c.n_train("cifar10")
-    c.add("setup", "setup", SETUP_S)
+    c.add("setup", "setup", c.setup_s)
     seconds, steps = c.train("cifar10", p.cifar_colab_steps, c.batch("cifar10"), n)
     c.add(f"SimCLR pretraining, {steps:,} steps of {min(c.batch('cifar10'), n)}", "main", seconds)
     bank = min(p.knn_train_size or n, n)
@@ -283,7 +288,7 @@ def _ch4(c: _Chapter) -> None:
 
 def _ch5(c: _Chapter) -> None:
     p = c.profile
-    c.add("setup", "setup", SETUP_S)
+    c.add("setup", "setup", c.setup_s)
     for key in ("mnist", "cifar10"):
         n, classes = c.n_train(key), 10
         c.add(f"{key}: features of 2 encoders", "evaluation", 2 * c.forward(key, n + c.n_test(key)))
@@ -301,13 +306,13 @@ def _ch5(c: _Chapter) -> None:
 
 def _ch6(c: _Chapter) -> None:
     p = c.profile
-    c.add("setup", "setup", SETUP_S)
+    c.add("setup", "setup", c.setup_s)
     for key in ("mnist", "cifar10"):
         n = min(p.cluster_size, N_TEST[key])
         c.add(f"{key}: features of 2 encoders", "evaluation", 2 * c.forward(key, n))
         dims = [PIXELS[key], 50, _feature_dim(key, c.width(key)), _feature_dim(key, c.width(key))]
         c.add(f"{key}: k-means and GMM on 4 representations", "cpu", _clustering_flops(n, dims) / CPU_FLOPS)
-        c.add(f"{key}: 4 UMAP maps", "cpu", 4 * UMAP_S)
+        c.add(f"{key}: 4 {p.embedding_method.upper()} maps", "cpu", 4 * c.map_2d())
 
 
 def _ch7(c: _Chapter) -> None:
@@ -316,7 +321,7 @@ def _ch7(c: _Chapter) -> None:
     from .pretrain_ddp import profile_sizes
 
     p = c.profile
-    c.add("setup", "setup", SETUP_S)
+    c.add("setup", "setup", c.setup_s)
     c.add("the demonstrations: 3 launches of 2 processes", "cpu", 3 * PROCESS_START_S)
     # One GPU (Colab): the launches run 2 processes on the CPU, the schedule capped at the cpu profile's.
     sizes, note = profile_sizes("cifar10", p, torch.device("cpu"))
@@ -375,11 +380,12 @@ class Budget:
 
 
 def chapter_budget(device: str = "T4", profile: config.Profile | str | None = None, *,
-                   results: str | Path | None = None, rate: Rate | None = None) -> Budget:
+                   results: str | Path | None = None, rate: Rate | None = None, setup_s: float = SETUP_S) -> Budget:
     """Every chapter's minutes on ``device`` ("T4", "L4", "A100", or a GPU name like "Tesla T4") in ``profile``
     (default: the ``gpu`` profile as shipped, without $COURSE_OVERRIDES): main runs, labs, evaluation, CPU work
     and setup, at the measured rate of that device when ``make gpu-check`` has recorded one in ``results``
     (default benchmarks/results.json), else at the estimate of ``RATES``. ``rate`` overrides both.
+    ``setup_s``: the allowance per chapter for installing, downloading and loading (Colab's by default).
     """
     if profile is None:
         profile = config.PROFILES["gpu"]
@@ -388,7 +394,7 @@ def chapter_budget(device: str = "T4", profile: config.Profile | str | None = No
     rate = rate or rate_for(device, results)
     items = {}
     for chapter, build in _CHAPTER_ITEMS.items():
-        part = _Chapter(profile, rate)
+        part = _Chapter(profile, rate, setup_s)
         build(part)
         items[chapter] = part.items
     return Budget(profile.name, rate, items)
