@@ -128,8 +128,9 @@ def measure_rates(label: str, device="cuda") -> list[dict]:
                                    temperature=RECIPES[dataset].temperature, warmup=5, timed=15)
         notes = f"course_utils.measure.estimate_pretraining, batch {batch}, {est.precision}, median of 15 steps"
         if dataset == "cifar10":
-            records.append({"name": budget.TFLOPS_RECORD, "value": round(est.flops_per_step / est.seconds_per_step / 1e12, 3),
-                            "unit": "TFLOP/s", "device": label, "notes": notes})
+            tflops = est.flops_per_step / est.seconds_per_step / 1e12
+            records.append({"name": budget.TFLOPS_RECORD, "value": round(tflops, 3), "unit": "TFLOP/s",
+                            "device": label, "notes": notes})
         else:
             records.append({"name": budget.FLOOR_RECORD, "value": round(est.seconds_per_step, 5), "unit": "s",
                             "device": label, "notes": notes})
@@ -179,7 +180,8 @@ def run_chapters(epochs: int, timeout: int, label: str) -> tuple[list[dict], lis
         for chapter in budget.CHAPTERS:
             path = NOTEBOOKS / f"{chapter}.ipynb"
             nb = nbformat.read(path, as_version=4)
-            print(f"== {chapter} (cut: about {estimate.minutes()[chapter]:.1f} min on an A100 by the budget)", flush=True)
+            print(f"== {chapter} (cut: about {estimate.minutes()[chapter]:.1f} min on an A100 by the budget)",
+                  flush=True)
             start = time.perf_counter()
             try:
                 NotebookClient(nb, timeout=timeout, kernel_name="python3",

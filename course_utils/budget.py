@@ -251,8 +251,10 @@ def _ch1(c: _Chapter) -> None:
 def _ch2(c: _Chapter) -> None:
     p, n = c.profile, c.n_train("mnist")
     c.add("setup", "setup", c.setup_s)
-    c.add(f"SimCLR pretraining, {p.mnist_steps:,} steps", "main", c.train("mnist", p.mnist_steps, c.batch("mnist"), n)[0])
-    probes = sum((1 if k is None else p.label_draws) * c.probe(3, n / 10 if k is None else k) for k in p.labels_per_class)
+    c.add(f"SimCLR pretraining, {p.mnist_steps:,} steps", "main",
+          c.train("mnist", p.mnist_steps, c.batch("mnist"), n)[0])
+    probes = sum((1 if k is None else p.label_draws) * c.probe(3, n / 10 if k is None else k)
+                 for k in p.labels_per_class)
     c.add("linear probes (3 representations)", "evaluation",
           3 * probes + 2 * c.forward("mnist", n + c.n_test("mnist")))
     c.add(f"{p.embedding_method.upper()} of the features", "cpu", c.map_2d())
@@ -269,8 +271,9 @@ def _ch3(c: _Chapter) -> None:
     runs = [max(1, round(steps * batch / b)) for b in sizes]
     train_s = sum(c.train("mnist", s, b, c.lab_train("mnist"))[0] for s, b in zip(runs, sizes)) * seeds
     c.add(f"lab: batch size: {len(sizes) * seeds} runs", "labs", train_s)
+    n_lab = c.lab_train("mnist")
     c.add("lab: batch size: scoring the runs", "evaluation", len(sizes) * seeds * (
-        c.forward("mnist", c.lab_train("mnist") + c.n_test("mnist"), "model") + 2 * c.probe(3, c.lab_train("mnist") / 10)))
+        c.forward("mnist", n_lab + c.n_test("mnist"), "model") + 2 * c.probe(3, n_lab / 10)))
 
 
 def _ch4(c: _Chapter) -> None:
@@ -298,7 +301,8 @@ def _ch5(c: _Chapter) -> None:
         for fraction in p.label_fractions:
             labelled = max(2 * classes, round(fraction * n))
             train_s += c.train(key, p.supervised_steps, c.batch(key), labelled, views=1, part_name="classifier")[0]
-        c.add(f"{key}: supervised from scratch, {len(p.label_fractions)} × {p.supervised_steps:,} steps", "main", train_s)
+        c.add(f"{key}: supervised from scratch, {len(p.label_fractions)} × {p.supervised_steps:,} steps", "main",
+              train_s)
     c.add("peeking at the test set (5 probes)", "evaluation",
           5 * c.probe(1, max(2, min(p.label_fractions) * c.n_train("mnist") / 10)))
     c.sweep("lab: projection head", "mnist", [c.lab_steps("mnist")] * 3 * len(p.lab_seeds), c.lab_train("mnist"))
@@ -405,10 +409,11 @@ def main(argv=None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m course_utils.measure budget",
-                                     description="Estimated minutes of every chapter on a GPU, from the profile's sizes.")
+                                     description="Estimated minutes of every chapter on a GPU, from the sizes.")
     parser.add_argument("--device", default="T4", help=f"one of {', '.join(RATES)} (default T4)")
     parser.add_argument("--profile", default="gpu", choices=config.VALID_PROFILES)
-    parser.add_argument("--results", default=None, help="benchmarks/results.json with measured rates (default: the repo's)")
+    parser.add_argument("--results", default=None,
+                        help="benchmarks/results.json with measured rates (default: the repository's)")
     parser.add_argument("--json", action="store_true", help="print JSON: device, sustained_tflops, source, chapters")
     args = parser.parse_args(argv)
     try:

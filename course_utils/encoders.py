@@ -217,7 +217,9 @@ def find_encoder(dataset: str, profile: config.Profile | None = None) -> list[tu
 
 def _describe(key: str, encoder: nn.Module) -> str:
     n = sum(p.numel() for p in encoder.parameters())
-    return "SmallCNN" if key == "mnist" else f"ResNet-18 of width {encoder.conv1.out_channels} ({n / 1e6:.1f} M parameters)"
+    if key == "mnist":
+        return "SmallCNN"
+    return f"ResNet-18 of width {encoder.conv1.out_channels} ({n / 1e6:.1f} M parameters)"
 
 
 def _load(key: str, path: Path, owner: config.Profile, device) -> nn.Module:

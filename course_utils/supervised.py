@@ -106,8 +106,9 @@ def train_supervised(encoder: nn.Module, images: torch.Tensor, labels, *, steps:
             if progress and step - first == min(3, steps - first):
                 per_step = (time.perf_counter() - t0) / (step - first) if device.type == "cpu" else \
                     _synced_time(t0) / (step - first)
+                precision = str(dtype or torch.float32)[6:]
                 print(f"supervised: {steps} steps of batch {batch_size}, expected {(steps - first) * per_step:.0f} s "
-                      f"({per_step:.3g} s/step measured on the first {step - first}, {str(dtype or torch.float32)[6:]})")
+                      f"({per_step:.3g} s/step measured on the first {step - first}, {precision})")
             if progress and (step % report_every == 0 or step == steps):
                 print(f"supervised step {step}/{steps}: mean loss {total.item() / since:.4f}")
                 total, since = torch.zeros((), device=device), 0
