@@ -7,10 +7,11 @@
     python -m course_utils.chapter_times record [--cache _build/.jupyter_cache]   # after a cpu book build
 
 Where they show: each chapter prints its own two figures in the cell after its setup (for whoever runs it:
-Colab, Jupyter); the book's chapter headers and the instructors' guide paste them from the guide's page
-(``{glue:text}`../book/instructors.md::ch4_time_cpu```), which computes them with ``glue_all``. Executing that
-page takes seconds, so ``record`` drops it from the book's execution cache, and the next build (with ``--all``,
-so that Sphinx rewrites the chapters' pages too) shows the new figures without executing any chapter again.
+Colab, Jupyter); the book's chapter headers and the instructors' guide paste them from the guide's page,
+which computes them with ``glue_all`` (``{glue:text}`../book/instructors.md::ch4_time_cpu:s```: a paste from
+another page needs its format, ``:s``). Executing that page takes seconds, so ``record`` drops it from the
+book's execution cache, and the next build (with ``--all``, so that Sphinx rewrites the chapters' pages too)
+shows the new figures without executing any chapter again.
 
 ``cpu``: the execution time of the whole chapter (labs included) in the last ``cpu`` book build, which
 jupyter-cache records for every notebook it executes; ``record`` copies it into ``chapter_times.json`` (shipped

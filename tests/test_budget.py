@@ -78,3 +78,19 @@ def test_a_measured_rate_replaces_the_estimate_for_its_device_only(tmp_path):
 def test_an_unknown_device_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match="T4, L4, A100"):
         budget.chapter_budget("TPU")
+
+
+def test_chapter_4_states_the_expected_accuracy_of_the_schedule_the_gpu_profile_runs():
+    """The expectation (interpolated from a cited source for a number of epochs) is typed prose: it must name the
+    epochs that the gpu profile's Colab schedule really has, or be re-derived when the schedule changes."""
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "04_resnet18_cifar10.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    stated = re.search(r"Colab schedule is (\d+) epochs", text)
+    gpu = config.PROFILES["gpu"]
+    assert stated and "kobak2024simclrcifar10" in text
+    assert int(stated.group(1)) == config.epochs_for(gpu.cifar_colab_steps, 50_000, gpu.cifar_batch_size)

@@ -72,8 +72,8 @@ def test_every_chapter_prints_its_times_and_its_header_pastes_them_from_the_one_
     assert "glue_all()" in guide
     for n, chapter in enumerate(budget.CHAPTERS, start=1):
         nb = nbformat.read(ROOT / "notebooks" / f"{chapter}.ipynb", as_version=4)
-        assert f"{{glue:text}}`../book/instructors.md::ch{n}_time_cpu`" in nb.cells[1].source
-        assert f"{{glue:text}}`../book/instructors.md::ch{n}_time_gpu`" in nb.cells[1].source
+        assert f"{{glue:text}}`../book/instructors.md::ch{n}_time_cpu:s`" in nb.cells[1].source
+        assert f"{{glue:text}}`../book/instructors.md::ch{n}_time_gpu:s`" in nb.cells[1].source
         setup = next(i for i, c in enumerate(nb.cells) if "setup" in c.metadata.get("tags", []))
         header = nb.cells[setup + 1]
         assert f'chapter_times("{chapter}")' in header.source and "remove-cell" in header.metadata["tags"]
