@@ -2,7 +2,7 @@
 
     times = chapter_times("04_resnet18_cifar10")
     times["cpu"]   # "14 minutes, measured in the book build of 2026-12-10 on 2 CPU cores"  (or "not measured yet")
-    times["gpu"]   # "about 111 minutes, estimated for a free Colab T4 (labs included)"
+    times["gpu"]   # "about 111 minutes, estimated for a free Colab T4"
     glue_all()     # the book: ch1_time_cpu, ch1_time_gpu, ..., ch7_time_gpu (book/instructors.md runs it)
     python -m course_utils.chapter_times record [--cache _build/.jupyter_cache]   # after a cpu book build
 
@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 
 TIMES = Path(__file__).with_name("chapter_times.json")
-NOT_MEASURED = "not measured yet (no cpu book build has recorded it)"
+NOT_MEASURED = "not measured yet"  # no cpu book build has recorded it
 SHOWN_ON = "book/instructors.md"  # the page that glues every chapter's figures for the book (``glue_all``)
 _BANNER = re.compile(r"profile: (?P<profile>\w+) \(.*?\| device: (?P<device>\w+) \((?P<detail>[^)]*)\)")
 
@@ -67,7 +67,7 @@ def chapter_times(chapter: str, *, path: str | Path = TIMES, results=None) -> di
     plan = chapter_budget("T4", results=results)
     how = (f"estimated for a free Colab T4 at the rate make gpu-check measured on one ({plan.rate.tflops:.1f} TFLOP/s)"
            if plan.measured else "estimated for a free Colab T4")
-    return {"cpu": measured, "gpu": f"about {_minutes(60 * plan.minutes()[chapter])}, {how} (labs included)"}
+    return {"cpu": measured, "gpu": f"about {_minutes(60 * plan.minutes()[chapter])}, {how}"}
 
 
 def glue_all(**kwargs) -> dict[str, str]:

@@ -17,7 +17,7 @@ def test_a_missing_measurement_says_so_and_the_gpu_figure_is_the_budgets_estimat
     times = times_of("04_resnet18_cifar10", path=tmp_path / "absent.json", results="/nonexistent")
     assert times["cpu"] == NOT_MEASURED
     minutes = budget.chapter_budget("T4", results="/nonexistent").minutes()["04_resnet18_cifar10"]
-    assert times["gpu"] == f"about {round(minutes)} minutes, estimated for a free Colab T4 (labs included)"
+    assert times["gpu"] == f"about {round(minutes)} minutes, estimated for a free Colab T4"
     assert times_of("01_augmentations", path=ROOT / "course_utils" / "chapter_times.json")["cpu"]  # the shipped file
     with pytest.raises(ValueError, match="unknown chapter"):
         times_of("08_nothing")
