@@ -168,34 +168,42 @@ def chapter_env(checkpoints: str, epochs: int) -> dict:
 
 
 def run_chapters(epochs: int, timeout: int, label: str) -> tuple[list[dict], list[str]]:
-    """Execute every chapter in order; return (records, failures)."""
+    """Execute every chapter in order, in the environment of ``chapter_env``; return (records, failures)."""
+    saved = dict(os.environ)
+    with tempfile.TemporaryDirectory() as checkpoints:
+        os.environ.update(chapter_env(checkpoints, epochs))  # the kernels inherit it
+        try:
+            return _execute_all(epochs, timeout, label)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)  # the benchmarks after it run as they would alone
+
+
+def _execute_all(epochs: int, timeout: int, label: str) -> tuple[list[dict], list[str]]:
     import nbformat
     from nbclient import NotebookClient
 
     records, failures = [], []
     estimate = budget.chapter_budget("A100", cut_profile(epochs), setup_s=KERNEL_START_S, results="/nonexistent")
     notes = f"COURSE_PROFILE=gpu, COURSE_OVERRIDES={overrides(epochs)}"
-    with tempfile.TemporaryDirectory() as checkpoints:
-        os.environ.update(chapter_env(checkpoints, epochs))
-        for chapter in budget.CHAPTERS:
-            path = NOTEBOOKS / f"{chapter}.ipynb"
-            nb = nbformat.read(path, as_version=4)
-            print(f"== {chapter} (cut: about {estimate.minutes()[chapter]:.1f} min on an A100 by the budget)",
-                  flush=True)
-            start = time.perf_counter()
-            try:
-                NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                               resources={"metadata": {"path": str(path.parent)}}).execute()
-            except Exception as error:  # one broken chapter must not hide the others' figures
-                failures.append(f"{chapter}: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}")
-                print(f"   FAILED: {failures[-1]}", flush=True)
-                continue
-            seconds = time.perf_counter() - start
-            print(f"   {seconds:.0f} s", flush=True)
-            records.append({"name": f"{chapter} executed, cut short", "value": round(seconds, 1), "unit": "s",
-                            "device": label, "notes": notes})
-            if chapter == "04_resnet18_cifar10":
-                records += chapter4_figures(nb, label, notes)
+    for chapter in budget.CHAPTERS:
+        path = NOTEBOOKS / f"{chapter}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        print(f"== {chapter} (cut: about {estimate.minutes()[chapter]:.1f} min on an A100 by the budget)", flush=True)
+        start = time.perf_counter()
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+        except Exception as error:  # one broken chapter must not hide the others' figures
+            failures.append(f"{chapter}: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}")
+            print(f"   FAILED: {failures[-1]}", flush=True)
+            continue
+        seconds = time.perf_counter() - start
+        print(f"   {seconds:.0f} s", flush=True)
+        records.append({"name": f"{chapter} executed, cut short", "value": round(seconds, 1), "unit": "s",
+                        "device": label, "notes": notes})
+        if chapter == "04_resnet18_cifar10":
+            records += chapter4_figures(nb, label, notes)
     return records, failures
 
 

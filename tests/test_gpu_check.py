@@ -111,3 +111,30 @@ def test_the_rates_it_records_are_the_ones_the_budget_reads(monkeypatch):
     assert records[gpu_check.budget.TFLOPS_RECORD]["value"] == 8.0  # 4 TFLOP a step in 0.5 s
     assert records[gpu_check.budget.FLOOR_RECORD]["value"] == 0.012
     assert records["SimCLR step of the cifar10 recipe, images/s"]["value"] == 1024  # batch 512 in 0.5 s
+
+
+def test_the_chapters_run_in_order_in_their_environment_and_it_is_restored_after(monkeypatch, tmp_path):
+    """The execution itself is faked (no GPU here): what reaches the kernels, in which order, and what is left."""
+    import os
+
+    import nbclient
+
+    seen = []
+
+    class FakeClient:
+        def __init__(self, nb, **kwargs):
+            self.nb = nb
+
+        def execute(self):
+            seen.append((os.environ["COURSE_PROFILE"], os.environ["COURSE_OVERRIDES"], os.environ["COURSE_CHECKPOINTS"]))
+            if len(seen) == 3:
+                raise RuntimeError("a cell failed\nValueError: boom")
+
+    monkeypatch.setattr(nbclient, "NotebookClient", FakeClient)
+    monkeypatch.setenv("COURSE_OVERRIDES", "mnist_steps=1")  # the caller's own, restored afterwards
+    records, failures = gpu_check.run_chapters(1, 60, "cuda (x)")
+    assert [s[:2] for s in seen] == [("gpu", gpu_check.overrides(1))] * 7 and len({s[2] for s in seen}) == 1
+    assert failures == ["03_nt_xent: RuntimeError: ValueError: boom"]  # reported, and the others still ran
+    assert [r["name"] for r in records if r["unit"] == "s"] == [
+        f"{ch} executed, cut short" for ch in gpu_check.budget.CHAPTERS if ch != "03_nt_xent"]
+    assert os.environ["COURSE_OVERRIDES"] == "mnist_steps=1"
