@@ -15,7 +15,7 @@ CONSTRAINTS := requirements/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup book test labs bench gpu-check clean
+.PHONY: setup book test labs bench gpu-check chapter-times clean
 
 setup: $(STAMP)
 
@@ -59,10 +59,17 @@ labs: setup
 bench: setup
 	$(PY) benchmarks/run_all.py $(if $(QUICK),--quick,)
 
-# On a machine with a CUDA GPU: chapter 4 in the gpu profile cut to a few epochs, and the training and
-# augmentation benchmarks, merged into benchmarks/results.json. Without a GPU it says so and stops.
+# On a machine with a CUDA GPU: the sustained rate the GPU budget needs, all seven chapters in the gpu profile cut
+# short, and the training and augmentation benchmarks, merged into benchmarks/results.json. Without a usable GPU it
+# says why (none, or one the installed torch cannot drive) and stops.
 gpu-check: setup
 	$(PY) benchmarks/gpu_check.py $(if $(QUICK),--quick,)
+
+# After a cpu build of the book (COURSE_PROFILE=cpu make book): copy each chapter's execution time from the build's
+# jupyter-cache into course_utils/chapter_times.json, which the chapters' headers and the instructors' guide read
+# (they show it from the next build on: the cache keys on the notebooks' code). Commit the file.
+chapter-times: setup
+	$(PY) -m course_utils.chapter_times record --cache _build/.jupyter_cache
 
 clean:
 	rm -rf _build

@@ -2,8 +2,8 @@
 
     python benchmarks/run_all.py [--quick] [--only augment,train,mnist,distributed]
 
-Each suite's records replace that suite's earlier records for the same kind of device, so a CPU run and a
-GPU run (made on another machine) live side by side in one file.
+Each suite's records replace that suite's earlier records for the same device (any CPU; a GPU by its name), so a
+CPU run and runs on several GPUs (made on other machines) live side by side in one file.
 """
 
 from __future__ import annotations
@@ -60,14 +60,17 @@ def main(argv=None) -> int:
 
 
 def save(suite: str, records: list[dict], quick: bool = False, output: Path = RESULTS) -> None:
-    """Print ``records`` and merge them into ``output``, replacing that suite's earlier run on this kind of device."""
+    """Print ``records`` and merge them into ``output``, replacing that suite's earlier run on this device (a CPU:
+    any CPU; a GPU: one of the same name, so that a T4's figures and an A100's both stay)."""
     for r in records:
         print(f"  {r['name']:60s} {r['value']:>12,.2f} {r['unit']:10s} {r['device']}")
     run = {"suite": suite, "quick": quick, **machine(), "records": records}
     # Read the file again just before writing: another run may have added its suites meanwhile.
     results = json.loads(output.read_text()) if output.exists() else {"runs": []}
-    results["runs"] = [r for r in results["runs"]
-                       if not (r["suite"] == suite and r["device_type"] == run["device_type"])] + [run]
+    def same_device(r):
+        return r["device_type"] == run["device_type"] and (run["device_type"] == "cpu" or r["device"] == run["device"])
+
+    results["runs"] = [r for r in results["runs"] if not (r["suite"] == suite and same_device(r))] + [run]
     output.write_text(json.dumps(results, indent=1) + "\n")  # after every suite: nothing is lost
 
 

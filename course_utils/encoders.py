@@ -2,7 +2,8 @@
 
     encoder = pretrain_recipe("mnist", data.images)                # chapter 2's recipe, the profile's step budget
     encoder, info = load_or_pretrain("cifar10", profile, device)   # what chapter 4 saved, or train it now
-    print(info)                                                    # where it came from: a file, or trained here
+    print(info)                                                    # which file, trained in which profile
+    encoder.profile                                                # the profile whose architecture it has
     baseline = build_encoder("cifar10", seed=0)                    # the same network, randomly initialised
 
 One recipe per data set (``RECIPES``), used by chapter 2, chapter 4's defaults, the benchmarks and
@@ -14,6 +15,12 @@ quarter-width version (``profile.cifar_width``), which two CPU cores can train i
 
 Files (a plain ``state_dict`` of the encoder f, without the projection head g):
 ``checkpoint_dir(profile) / "mnist_smallcnn_encoder.pt"`` and ``"cifar10_resnet18_encoder.pt"``.
+
+Chapters 5 and 6 load the student's own encoder from whichever profile trained it (``find_encoder``): a
+student who ran chapter 4 on a Colab GPU and opens chapter 5 in a CPU runtime gets the full-width ResNet-18
+that the GPU trained, not a quick CPU retraining. The ``gpu`` and ``cpu`` profiles look in both folders, the
+longer-trained ``gpu`` one first; ``smoke`` only in its own, so that a smoke run never passes for a real one
+(and a test never picks up a real encoder).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from . import config
 
 DATASETS = ("mnist", "cifar10")
 ENCODER_FILES = {"mnist": "mnist_smallcnn_encoder.pt", "cifar10": "cifar10_resnet18_encoder.pt"}
+SEARCH_ORDER = ("gpu", "cpu")  # where a real profile looks for a saved encoder: the longer-trained first
 
 
 @dataclass(frozen=True)
@@ -192,40 +200,96 @@ def _training_images(key: str, profile: config.Profile) -> "ImageData":  # noqa:
     return load_cifar10(train=True, profile=profile).take(profile.cifar_train_size)
 
 
+def find_encoder(dataset: str, profile: config.Profile | None = None) -> list[tuple[config.Profile, Path]]:
+    """The encoder files of ``dataset`` that exist, as (profile whose folder and architecture it is, path), best
+    first: in the ``gpu`` and ``cpu`` profiles both folders, ``gpu`` first (``SEARCH_ORDER``); in ``smoke`` its own."""
+    key = _check(dataset)
+    profile = profile or config.get_profile()
+    names = [profile.name] if profile.name not in SEARCH_ORDER else list(SEARCH_ORDER)
+    found = []
+    for name in names:
+        owner = profile if name == profile.name else config.PROFILES[name]
+        path = encoder_path(key, owner)
+        if path.exists():
+            found.append((owner, path))
+    return found
+
+
+def _describe(key: str, encoder: nn.Module) -> str:
+    n = sum(p.numel() for p in encoder.parameters())
+    if key == "mnist":
+        return "SmallCNN"
+    return f"ResNet-18 of width {encoder.conv1.out_channels} ({n / 1e6:.1f} M parameters)"
+
+
+def _load(key: str, path: Path, owner: config.Profile, device) -> nn.Module:
+    """The encoder of ``owner``'s architecture with the weights of ``path``, checked: a file of another
+    architecture raises an error that names it and the fix."""
+    encoder = build_encoder(key, profile=owner)
+    try:
+        encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = " ".join(lines[:2]) + (" ..." if len(lines) > 2 else "")  # torch lists every mismatched tensor
+        raise RuntimeError(f"{path} is not the state_dict of a {_describe(key, encoder)}, the '{owner.name}' profile's "
+                           f"encoder ({detail}). Delete it (os.remove({str(path)!r})) and run again: the encoder is "
+                           f"then loaded from another profile's folder, or retrained.") from error
+    encoder.profile, encoder.path = owner, Path(path)
+    return encoder.to(device).eval()
+
+
 def load_or_pretrain(dataset: str, profile: config.Profile | None = None, device=None, *,
                      source: str | Path | None = None, sha256: str | None = None) -> tuple[nn.Module, str]:
     """The SimCLR encoder f of ``dataset`` ("mnist" or "cifar10"), in eval mode on ``device``, and a
-    one-line ``info`` saying where it came from.
+    one-line ``info`` saying which file it came from and which profile trained it.
 
     source   a file path or an https:// URL of an encoder state_dict (e.g. one chapter 4 saved on Drive, or a
-             published one), verified by ``sha256`` when given (``pretrained.load_pretrained``);
-    else     ``encoder_path(dataset, profile)`` when chapter 2 or 4 saved it;
-    else     pretrains the recipe for the profile's budget now (printing first how long that will take, and
-             how to avoid it), saves it there, so that later chapters reuse it, and says so in ``info``.
+             published one), verified by ``sha256`` when given (``pretrained.load_pretrained``), of the
+             architecture of ``profile``, or else of the ``gpu`` or ``cpu`` profile's;
+    else     the encoder that chapter 2 or 4 saved, in whichever profile it was trained (``find_encoder``: the
+             ``gpu`` profile's first, then the ``cpu`` profile's; in ``smoke`` only smoke's);
+    else     pretrains the recipe for the profile's budget now (saying so first, with how long it will take and
+             how to avoid it), saves it in this profile's folder, so that later chapters reuse it.
+    The encoder carries ``.profile``, the profile whose architecture it has (its random-init twin is
+    ``build_encoder(dataset, seed, encoder.profile)``), and ``.path``, the file it came from.
     A file that does not fit the architecture raises an error naming the fix.
     """
     key = _check(dataset)
     profile = profile or config.get_profile()
     device = torch.device(device) if device is not None else config.get_device()
-    path = encoder_path(key, profile)
+    chapter = 2 if key == "mnist" else 4
     if source is not None:
         from .pretrained import load_pretrained
 
         path = load_pretrained(source, sha256, dest_dir=config.checkpoint_dir(profile) / "pretrained")
-    if source is not None or path.exists():
-        encoder = build_encoder(key, profile=profile)
-        try:
-            encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception as error:
-            raise RuntimeError(f"{path} is not a {type(encoder).__name__} state_dict ({error}). Delete it "
-                               f"(os.remove({str(path)!r})) and run again: the encoder is then retrained.") from error
-        chapter = "the MNIST chapter (2)" if key == "mnist" else "the CIFAR-10 chapter (4)"
-        info = f"loaded {path}" + ("" if source is not None else f" (saved by {chapter})")
-        return encoder.to(device).eval(), info
-    chapter = 2 if key == "mnist" else 4
-    print(f"{path} not found: chapter {chapter} saves it there. Training the '{profile.name}' profile's recipe now. "
-          f"To skip this next time: run chapter {chapter} first (on Colab with Google Drive mounted, so the file "
-          f"outlives the session), or set PRETRAINED_SOURCE to an encoder file or URL.")
+        owners = [profile] + [config.PROFILES[n] for n in SEARCH_ORDER if n != profile.name]
+        for i, owner in enumerate(owners):  # the first architecture the file fits
+            try:
+                encoder = _load(key, path, owner, device)
+            except RuntimeError:
+                if i == len(owners) - 1:
+                    raise
+                continue
+            return encoder, f"loaded {path}" + ("" if owner is profile else f" ({_describe(key, encoder)}: the "
+                                                f"'{owner.name}' profile's architecture)")
+    found = find_encoder(key, profile)
+    if found:
+        owner, path = found[0]
+        encoder = _load(key, path, owner, device)
+        info = (f"loaded {path}: the encoder chapter {chapter} trained in the '{owner.name}' profile "
+                f"({_describe(key, encoder)})")
+        if owner.name != profile.name:
+            info += f"; this notebook runs the '{profile.name}' profile, whose own networks are smaller"
+        if len(found) > 1:
+            info += "; also found: " + ", ".join(str(p) for _, p in found[1:])
+        return encoder, info
+    searched = [profile] if profile.name not in SEARCH_ORDER else [config.PROFILES[n] for n in SEARCH_ORDER]
+    print(f"{ENCODER_FILES[key]} not found in {' or '.join(str(config.checkpoint_dir(p)) for p in searched)}: "
+          f"chapter {chapter} saves it there. Training the '{profile.name}' profile's recipe here now (its expected "
+          f"time follows), and saving it for later chapters. To skip this next time: run chapter {chapter} first (on "
+          f"Colab with Google Drive mounted, so the file outlives the session), or set PRETRAINED_SOURCE to an "
+          f"encoder file or URL.")
+    path = encoder_path(key, profile)
     data = _training_images(key, profile)
     resume = path.with_name(f"{key}_load_or_pretrain_run.pt")  # a disconnect costs at most one epoch
     encoder = pretrain_recipe(key, data.images, profile=profile, device=device, checkpoint_path=resume)
@@ -233,6 +297,7 @@ def load_or_pretrain(dataset: str, profile: config.Profile | None = None, device
     tmp = path.with_name(path.name + ".tmp")
     torch.save(encoder.state_dict(), tmp)
     tmp.replace(path)
+    encoder.profile, encoder.path = profile, path
     steps, _ = recipe_steps(key, profile)
     info = (f"trained here: SimCLR on {len(data):,} {data.name} images for {steps:,} steps (final loss "
             f"{encoder.history[-1]['loss']:.3f}; the '{profile.name}' profile's recipe); saved to {path}")

@@ -9,7 +9,12 @@ Every run is the chapter's recipe (``encoders.RECIPES``) with ONE setting change
 h = f(x) and on z = g(h) with the training labels, and the weighted kNN classifier on h. The test images are
 used for scoring only. A run's result is saved under ``checkpoint_dir(profile)/experiments/`` keyed by
 everything that defines it, so running a cell again, or another sweep that contains the same run (the
-recipe's own setting appears in every sweep), takes no time, and a disconnect loses at most the run in progress.
+recipe's own setting appears in every sweep), takes no time. While a run trains it writes a checkpoint there
+after every epoch, under the same key (``train.pretrain``): a disconnect loses at most one epoch, and running
+the cell again resumes the interrupted run where it stopped and ends with the same numbers (bit for bit on a
+CPU). The checkpoint is deleted once the run's result is saved. Everything random in a run is seeded from its
+``seed`` (the encoder, the head, the views, the batches), so a run's numbers depend on its settings only, not
+on which runs came before it.
 
 Batch sizes are compared at the same number of images seen (the paper's Figure 9 compares at equal epochs):
 a run with twice the batch takes half the steps.
@@ -19,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict
 
 import pandas as pd
@@ -33,7 +37,8 @@ from .encoders import RECIPES, _check, build_encoder, build_optimizer
 SETTINGS = ("augment", "temperature", "batch_size", "head")
 HEADS = ("none", "linear", "mlp")
 METRICS = {"probe_h": "linear probe on h", "probe_z": "linear probe on z", "knn_h": "kNN on h"}
-RESULT_VERSION = 2  # bump when what a run computes changes, so old saved results are not reused
+RESULT_VERSION = 3  # bump when what a run computes changes, so old saved results are not reused
+# (3: the head is seeded by the run's seed, and a run resumes from its checkpoint)
 
 
 def augmentation_families(dataset: str) -> dict:
@@ -80,6 +85,8 @@ def _head(kind: str, dataset: str, in_dim: int) -> nn.Module:
 
 
 def _cache_path(spec: dict, profile: config.Profile):
+    """Where the result of the run ``spec`` is saved (.json); its checkpoint while it trains is the same name
+    with ``.run.pt``."""
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return config.checkpoint_dir(profile) / "experiments" / f"{spec['dataset']}-{digest}.json"
 
@@ -102,7 +109,8 @@ def run_simclr(dataset: str, train, test, *, steps: int, batch_size: int | None 
 
     train, test  ImageData (labels are used for scoring only). steps: optimiser steps.
     Returns {"probe_h", "probe_z", "knn_h"} (test accuracies in [0, 1]), "final_loss", "seconds" (training
-    time), "steps", "batch_size", "temperature", "head", "seed" and "cached" (True when read from disk).
+    time, the epochs before an interruption included), "steps", "batch_size", "temperature", "head", "seed" and
+    "cached" (True when read from disk). With ``cache``, the run checkpoints every epoch and resumes.
     """
     from .evaluate import knn_accuracy, linear_probe
     from .models import SimCLRModel
@@ -124,13 +132,16 @@ def run_simclr(dataset: str, train, test, *, steps: int, batch_size: int | None 
         return {**json.loads(path.read_text()), "cached": True}
 
     encoder = build_encoder(key, seed=seed, profile=profile)
-    model = SimCLRModel(encoder, _head(head, key, encoder.feature_dim)).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)  # as encoders.build_model: the head too is the seed's, whatever ran before
+        model = SimCLRModel(encoder, _head(head, key, encoder.feature_dim)).to(device)
     optimizer, scheduler, epochs = build_optimizer(model, recipe, n_images=len(train), steps=steps,
                                                    batch_size=batch_size)
-    start = time.perf_counter()
+    run_path = path.with_suffix(".run.pt") if cache else None  # resumable: saved every epoch, removed at the end
     history = pretrain(model, train.images, augment, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                       scheduler=scheduler, temperature=temperature, seed=seed, progress=False)
-    seconds = time.perf_counter() - start
+                       scheduler=scheduler, temperature=temperature, seed=seed, progress=False,
+                       checkpoint_path=run_path)
+    seconds = sum(row["seconds"] for row in history)
     (h_train, z_train), (h_test, z_test) = _features(model, train.images), _features(model, test.images)
     probe = lambda a, b: linear_probe(a, train.labels, b, test.labels, weight_decays=(1e-4, 1e-2, 1.0),
                                       max_iter=profile.probe_iterations, seed=0, device=device).accuracy
@@ -143,6 +154,7 @@ def run_simclr(dataset: str, train, test, *, steps: int, batch_size: int | None 
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1))
         tmp.replace(path)
+        run_path.unlink(missing_ok=True)  # the result is saved: the run's checkpoint has done its job
     return {**result, "cached": False}
 
 

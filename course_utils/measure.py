@@ -156,3 +156,18 @@ def estimate_pretraining(model: nn.Module, images: torch.Tensor, augment: Callab
 
 def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def chapter_budget(device: str = "T4", profile=None, **kwargs):
+    """Every chapter's estimated minutes on ``device`` in ``profile``: see ``course_utils.budget.chapter_budget``."""
+    from course_utils.budget import chapter_budget as budget
+
+    return budget(device, profile, **kwargs)
+
+
+if __name__ == "__main__":  # python -m course_utils.measure budget --device T4 --profile gpu [--json]
+    if sys.argv[1:2] != ["budget"]:
+        sys.exit("usage: python -m course_utils.measure budget [--device T4|L4|A100] [--profile gpu] [--json]")
+    from course_utils.budget import main
+
+    sys.exit(main(sys.argv[2:]))

@@ -10,11 +10,18 @@ when labels are few: this is what the pretrained features are compared with. Pla
 AdamW with a cosine schedule, optional augmentation of every batch, mixed precision on a GPU (as
 ``train.pretrain``); no pretraining of any kind. The budget is in optimiser steps, like every training
 in the course, so 1% of the labels is not also 1% of the compute.
+
+With ``checkpoint_path`` the training is resumable, like ``train.pretrain``: a checkpoint (the network, the
+optimiser, the schedule, the scaler and the random generator) is written at the start of a pass over the data
+once ``checkpoint_seconds`` have gone by since the last one (a minute: about one SimCLR epoch of chapter 4 on
+a T4), and at the end. Run the same call again and it continues from there (bit for bit on a CPU), or, when
+the run is complete, returns its network at once.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -22,12 +29,13 @@ import torch.nn.functional as F
 
 from . import config
 from .augment import call_augment, to_float
-from .train import mixed_precision
+from .train import _set_rng_state, load_checkpoint, mixed_precision, save_checkpoint
 
 
 def train_supervised(encoder: nn.Module, images: torch.Tensor, labels, *, steps: int, batch_size: int, lr: float,
                      augment=None, seed: int = 0, device=None, n_classes: int | None = None,
-                     weight_decay: float = 5e-4, amp="auto", progress: bool = True) -> nn.Module:
+                     weight_decay: float = 5e-4, amp="auto", progress: bool = True,
+                     checkpoint_path: str | Path | None = None, checkpoint_seconds: float = 60.0) -> nn.Module:
     """Train ``encoder`` plus a linear head end to end with cross-entropy; return ``nn.Sequential(encoder, head)``.
 
     images  N×C×H×W, uint8 or float in [0, 1].  labels  int64, N.
@@ -36,6 +44,8 @@ def train_supervised(encoder: nn.Module, images: torch.Tensor, labels, *, steps:
     each pass over the data. ``augment`` (batch -> batch in [0, 1]) is applied to every batch when given.
     AdamW, cosine decay of ``lr`` to 0 over the steps; ``amp`` as in ``train.mixed_precision``.
     With ``progress``, prints the expected time after the first steps, measured, and the loss a few times.
+    ``checkpoint_path``: resumable (see the module's docstring); a file of another run (other steps, batch, data
+    size, learning rate or seed) is not resumed: training starts over and replaces it, and says so.
     The model is returned in eval mode; its output is N×n_classes logits.
     """
     images = getattr(images, "images", images)
@@ -65,49 +75,83 @@ def train_supervised(encoder: nn.Module, images: torch.Tensor, labels, *, steps:
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     generator = torch.Generator(device=device).manual_seed(seed)
-    batches = _batches(len(images), batch_size, generator, device)
+    run = {"steps": steps, "batch_size": batch_size, "n_images": len(images), "lr": lr, "seed": seed,
+           "n_classes": n_classes, "weight_decay": weight_decay}
+    step = _resume(checkpoint_path, model, optimizer, scheduler, scaler, generator, run) if checkpoint_path else 0
     report_every, total, since, t0 = max(1, steps // 5), torch.zeros((), device=device), 0, time.perf_counter()
+    saved_at, first = time.perf_counter(), step
     model.train()
-    for step in range(1, steps + 1):
-        index = next(batches)
-        x = to_float(images[index])
-        if augment is not None:
-            x = call_augment(augment, x, generator)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        total, since = total + loss.detach(), since + 1
-        if progress and step == min(3, steps):
-            per_step = (time.perf_counter() - t0) / step if device.type == "cpu" else _synced_time(t0) / step
-            print(f"supervised: {steps} steps of batch {batch_size}, expected {steps * per_step:.0f} s "
-                  f"({per_step:.3g} s/step measured on the first {step}, {str(dtype or torch.float32)[6:]})")
-        if progress and (step % report_every == 0 or step == steps):
-            print(f"supervised step {step}/{steps}: mean loss {total.item() / since:.4f}")
-            total, since = torch.zeros((), device=device), 0
+    while step < steps:  # one pass over the data per round, a fresh permutation each time
+        if checkpoint_path is not None and step > first and time.perf_counter() - saved_at >= checkpoint_seconds:
+            _save(checkpoint_path, model, optimizer, scheduler, scaler, generator, run, step)
+            saved_at = time.perf_counter()
+        perm = torch.randperm(len(images), generator=generator, device=device)
+        for begin in range(0, len(images), batch_size):
+            if len(images) - begin < 2 or step == steps:
+                continue  # batch norm cannot train on a single image
+            index = perm[begin:begin + batch_size]
+            x = to_float(images[index])
+            if augment is not None:
+                x = call_augment(augment, x, generator)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            total, since = total + loss.detach(), since + 1
+            if progress and step - first == min(3, steps - first):
+                per_step = (time.perf_counter() - t0) / (step - first) if device.type == "cpu" else \
+                    _synced_time(t0) / (step - first)
+                precision = str(dtype or torch.float32)[6:]
+                print(f"supervised: {steps} steps of batch {batch_size}, expected {(steps - first) * per_step:.0f} s "
+                      f"({per_step:.3g} s/step measured on the first {step - first}, {precision})")
+            if progress and (step % report_every == 0 or step == steps):
+                print(f"supervised step {step}/{steps}: mean loss {total.item() / since:.4f}")
+                total, since = torch.zeros((), device=device), 0
+    if checkpoint_path is not None and step > first:  # complete: the network alone, for a rerun to return at once
+        _save(checkpoint_path, model, None, None, None, generator, run, step)
     # After a few dozen steps the batch-norm running averages still remember the first, untrained
     # batches, and eval mode then predicts one class for everything: measure them on the data instead.
     recalibrate_batchnorm(model, images, batch_size)
     return model.eval()
 
 
+def _save(path, model, optimizer, scheduler, scaler, generator, run: dict, step: int) -> None:
+    save_checkpoint(path, model, optimizer, scheduler, scaler=scaler, generator=generator, epoch=step, config=run)
+
+
+def _resume(path, model, optimizer, scheduler, scaler, generator, run: dict) -> int:
+    """Load ``path`` into the run when it is this run's checkpoint; return the step to continue from (0: none)."""
+    if not Path(path).exists():
+        return 0
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True).get("config")
+    except Exception as error:
+        raise RuntimeError(f"Could not read the checkpoint {path} ({error}). Delete it to start over: "
+                           f"os.remove({str(path)!r}).") from error
+    if saved != run:
+        print(f"note: {path} is the checkpoint of another run ({saved}), not of this one ({run}): training from "
+              f"the start, and replacing it.")
+        return 0
+    ckpt = load_checkpoint(path, model, optimizer, scheduler)
+    step = ckpt["epoch"]
+    if ckpt["scaler"] and scaler.is_enabled():
+        scaler.load_state_dict(ckpt["scaler"])
+    _set_rng_state(ckpt["rng"], generator, fallback_seed=run["seed"] * 1_000_003 + step)
+    if step < run["steps"]:
+        print(f"resumed from {path} at step {step}/{run['steps']}")
+    else:
+        print(f"{path} is complete ({step}/{run['steps']} steps): returning its network, no training")
+    return step
+
+
 def _synced_time(t0: float) -> float:
     torch.cuda.synchronize()
     return time.perf_counter() - t0
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator, device):
-    """Index batches of a fresh random permutation per pass, forever; a last batch of one image is skipped
-    (batch norm cannot train on a single image)."""
-    while True:
-        perm = torch.randperm(n, generator=generator, device=device)
-        for start in range(0, n, batch_size):
-            if n - start >= 2:
-                yield perm[start:start + batch_size]
 
 
 @torch.no_grad()

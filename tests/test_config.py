@@ -64,6 +64,20 @@ def test_overrides_from_the_environment_are_typed_and_announced(monkeypatch, cap
             config.get_profile("cpu")
 
 
+def test_tuple_fields_are_overridden_with_semicolons_and_bad_ones_say_how(monkeypatch):
+    monkeypatch.setenv("COURSE_OVERRIDES", "lab_seeds=0, labels_per_class=10;None, label_fractions=0.1;1")
+    p = config.get_profile("gpu")
+    assert (p.lab_seeds, p.labels_per_class, p.label_fractions) == ((0,), (10, None), (0.1, 1.0))
+    monkeypatch.setenv("COURSE_OVERRIDES", "lab_seeds=3;4")
+    assert config.get_profile("cpu").lab_seeds == (3, 4)
+    for bad, why in [("lab_seeds=", "separated by ';'"), ("lab_seeds=0;;1", "separated by ';'"),
+                     ("lab_seeds=0.5", "whole number"), ("lab_seeds=None", "None is not allowed"),
+                     ("mnist_steps=None", "None is not allowed"), ("allow_download=maybe", "true or false")]:
+        monkeypatch.setenv("COURSE_OVERRIDES", bad)
+        with pytest.raises(ValueError, match=f"COURSE_OVERRIDES.*{why}"):
+            config.get_profile("gpu")
+
+
 def test_epochs_follow_from_the_step_budget_and_the_data_size():
     assert config.epochs_for(1900, 4000, 128) == 62  # 31 steps per epoch: 1,922 steps
     assert config.epochs_for(1900, 60000, 128) == 5  # the real MNIST: 468 steps per epoch

@@ -105,3 +105,51 @@ def test_build_encoder_is_seeded_and_checks_the_name():
     assert build_encoder("mnist")(torch.rand(2, 1, 28, 28)).shape == (2, 128)
     with pytest.raises(ValueError, match="mnist"):
         build_encoder("imagenet")
+
+
+def test_a_cpu_runtime_loads_the_encoder_the_gpu_profile_trained_and_says_so(checkpoints, capsys):
+    from course_utils.config import PROFILES
+
+    gpu_file = encoder_path("cifar10", PROFILES["gpu"])
+    gpu_file.parent.mkdir(parents=True)
+    trained = build_encoder("cifar10", seed=3, profile=PROFILES["gpu"])  # ResNet-18 at full width
+    torch.save(trained.state_dict(), gpu_file)
+    encoder, info = load_or_pretrain("cifar10", PROFILES["cpu"], "cpu")
+    assert encoder.profile is PROFILES["gpu"] and encoder.path == gpu_file and encoder.conv1.out_channels == 64
+    assert f"loaded {gpu_file}" in info and "'gpu' profile" in info and "width 64" in info
+    assert torch.equal(encoder.state_dict()["conv1.weight"], trained.state_dict()["conv1.weight"])
+    assert "not found" not in capsys.readouterr().out  # nothing was trained
+    # Both profiles' files: the longer-trained gpu one wins, and the other is named.
+    cpu_file = encoder_path("cifar10", PROFILES["cpu"])
+    cpu_file.parent.mkdir(parents=True)
+    torch.save(build_encoder("cifar10", seed=4, profile=PROFILES["cpu"]).state_dict(), cpu_file)
+    encoder, info = load_or_pretrain("cifar10", PROFILES["gpu"], "cpu")
+    assert encoder.path == gpu_file and f"also found: {cpu_file}" in info
+    gpu_file.unlink()
+    encoder, info = load_or_pretrain("cifar10", PROFILES["gpu"], "cpu")
+    assert encoder.path == cpu_file and encoder.conv1.out_channels == 16 and "'cpu' profile" in info
+
+
+def test_a_file_whose_architecture_is_not_its_profiles_is_refused_with_the_fix(checkpoints):
+    from course_utils.config import PROFILES
+
+    path = encoder_path("cifar10", PROFILES["gpu"])
+    path.parent.mkdir(parents=True)
+    torch.save(build_encoder("cifar10", profile=PROFILES["cpu"]).state_dict(), path)  # width 16 in gpu/
+    with pytest.raises(RuntimeError, match="ResNet-18 of width 64.*'gpu' profile.*Delete it"):
+        load_or_pretrain("cifar10", PROFILES["cpu"], "cpu")
+
+
+def test_smoke_never_takes_a_real_profiles_encoder(checkpoints, capsys):
+    from course_utils.config import PROFILES
+
+    real = encoder_path("mnist", PROFILES["cpu"])
+    real.parent.mkdir(parents=True)
+    torch.save(build_encoder("mnist", seed=9).state_dict(), real)
+    tiny = with_overrides(get_profile("smoke"), mnist_train_size=64, mnist_steps=2, mnist_batch_size=32)
+    encoder, info = load_or_pretrain("mnist", tiny, "cpu")
+    assert "trained here" in info and encoder.path == encoder_path("mnist", tiny) and encoder.profile is tiny
+    out = capsys.readouterr().out
+    assert "not found in" in out and str(checkpoints / "smoke") in out and str(checkpoints / "cpu") not in out
+    # ... and a cpu runtime then takes the cpu file, not smoke's.
+    assert load_or_pretrain("mnist", PROFILES["cpu"], "cpu")[0].path == real

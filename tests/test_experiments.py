@@ -63,3 +63,51 @@ def test_bad_settings_are_refused(digits):
         experiments.sweep("learning_rate", [1e-3], dataset="mnist", train=train, test=test, steps=1)
     with pytest.raises(ValueError, match="head must be one of"):
         experiments.run_simclr("mnist", train, test, steps=1, head="deep", profile=SMOKE, device="cpu", cache=False)
+
+
+# The child sweep, killed (SIGKILL) while its first run trains: after that run's first checkpoint, it pauses
+# (a test-only wrapper) so that the kill lands between two epochs, as a Colab disconnect would.
+KILLED_SWEEP = """
+import time
+from course_utils import config, experiments, train
+from course_utils.data import mnist_standin
+
+save = train.save_checkpoint
+def slow_save(*args, **kwargs):
+    save(*args, **kwargs)
+    print("checkpoint written", flush=True)
+    time.sleep(30)  # killed here
+train.save_checkpoint = slow_save
+experiments.sweep("temperature", [0.2, 0.5], dataset="mnist", train=mnist_standin(True).take(64),
+                  test=mnist_standin(False).take(60), steps=6, batch_size=32, profile=config.get_profile("smoke"),
+                  device="cpu")
+"""
+
+
+def test_a_killed_sweep_resumes_mid_run_and_gives_the_same_table(tmp_path, monkeypatch, capsys):
+    import os
+    import subprocess
+    import sys
+
+    train, test = mnist_standin(True).take(64), mnist_standin(False).take(60)  # the child's data
+    kw = dict(dataset="mnist", train=train, test=test, steps=6, batch_size=32, profile=SMOKE, device="cpu")
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "interrupted"))
+    folder = tmp_path / "interrupted" / "smoke" / "experiments"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SWEEP], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert child.stdout.readline().strip() == "checkpoint written"  # epoch 1 of the first run is on disk
+    finally:
+        child.kill()
+        child.wait()
+    assert [p.name.endswith(".run.pt") for p in folder.iterdir()] == [True]  # mid-run: no result saved yet
+
+    resumed = experiments.sweep("temperature", [0.2, 0.5], **kw)
+    assert "resumed from" in capsys.readouterr().out
+    assert not list(folder.glob("*.run.pt")) and len(list(folder.glob("*.json"))) == 2  # checkpoints removed
+
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "uninterrupted"))
+    whole = experiments.sweep("temperature", [0.2, 0.5], **kw)
+    columns = ["value", "seed", *experiments.METRICS, "final_loss", "steps"]
+    assert resumed[columns].equals(whole[columns])  # bit for bit on a CPU
+    assert (resumed["steps"] == 6).all()  # 64 digits, batch 32: 2 steps an epoch, 3 epochs, killed after the 1st

@@ -100,3 +100,43 @@ def test_recalibrated_batchnorm_holds_the_exact_statistics_of_the_data():
     batch_means = torch.stack([out[i:i + 16].mean((0, 2, 3)) for i in range(0, 50, 16)])
     assert torch.allclose(norm.running_mean, batch_means.mean(0), atol=1e-5)
     assert norm.momentum == 0.1 and not model.training and torch.equal(conv.weight, weights)
+
+
+def test_an_interrupted_baseline_resumes_to_the_same_network_and_a_finished_one_returns_at_once(tmp_path, monkeypatch,
+                                                                                                 capsys):
+    import course_utils.supervised as supervised
+
+    images, labels = toy_data(40)  # batches of 16, 16, 8: three steps a pass
+
+    def run(path=None):
+        torch.manual_seed(0)  # the same initial encoder every time
+        return train_supervised(SmallCNN(width=4, feature_dim=8, convs_per_stage=1), images, labels, steps=9,
+                                batch_size=16, lr=1e-3, seed=5, progress=False, checkpoint_path=path,
+                                checkpoint_seconds=0)  # a checkpoint at the start of every pass
+
+    whole = run()
+    path = tmp_path / "supervised.pt"
+    save, saves = supervised._save, []
+
+    def dies_after_the_first(*args, **kwargs):  # "the session dies" right after a checkpoint is written
+        save(*args, **kwargs)
+        saves.append(args[-1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(supervised, "_save", dies_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    assert saves == [3]  # the checkpoint at step 3 of 9, then the kill
+    monkeypatch.setattr(supervised, "_save", save)
+    resumed = run(path)
+    assert f"resumed from {path} at step 3/9" in capsys.readouterr().out
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)  # bit for bit on a CPU
+    again = run(path)
+    assert "is complete (9/9 steps)" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), again.state_dict().values()))
+    # A file of another run (here: other steps) is not resumed: the run starts over and says so.
+    torch.manual_seed(0)
+    train_supervised(SmallCNN(width=4, feature_dim=8, convs_per_stage=1), images, labels, steps=4, batch_size=16,
+                     lr=1e-3, seed=5, progress=False, checkpoint_path=path)
+    assert "checkpoint of another run" in capsys.readouterr().out
