@@ -171,8 +171,9 @@ class _Cell:
 class Converter:
     """Converts the Markdown cells of one notebook; ``exercise_count`` runs over the whole notebook."""
 
-    def __init__(self, book: Book, page: str, name: str, chapter: str | None):
+    def __init__(self, book: Book, page: str, name: str, chapter: str | None, local: frozenset = frozenset()):
         self.book, self.page, self.name, self.chapter = book, page, name, chapter
+        self.local = local  # the names this notebook's own cells glue (written out in the glue call)
         self.exercise_count = 0
         self.cited: list[str] = []
 
@@ -291,9 +292,13 @@ class Converter:
             state.cited += keys
             return text
         if name == "glue:text":
-            if "::" in content:
-                raise MystError(f"{state.where}: {{glue:text}}`{content}` pastes a value from another notebook; a "
-                                "student copy can only show the values its own cells glue.")
+            if "::" in content:  # pasted from another page: fine when this notebook glues the same name itself
+                pasted = content.partition("::")[2]
+                if pasted.split(":")[0] not in self.local:
+                    raise MystError(f"{state.where}: {{glue:text}}`{content}` pastes a value from another notebook; "
+                                    "a student copy can only show the values its own cells glue (glue the same "
+                                    "name in this notebook too, with the name written out).")
+                content = pasted
             state.glued.append(content)
             from .report import glued_label
 
@@ -353,20 +358,22 @@ def convert_notebook(nb, name: str, book: Book, page: str | None = None, skip=la
     quotes glued values, and end the notebook with the list of the works it cites. Errors name ``name`` and the
     cell's index in ``nb``. Returns the keys cited.
 
-    A value that the text quotes before the cell that glues it (the book does not mind the order) is printed
-    under that cell instead, when its name is written out in the ``glue("name", ...)`` call; a name made at run
+    A value pasted from another page (``{glue:text}`../book/instructors.md::ch1_time_cpu:s```, which keeps the
+    book's header current without executing the chapter again) is shown like a local one when this notebook glues
+    the same name itself. A value that the text quotes before the cell that glues it (the book does not mind the
+    order) is printed under that cell instead, when its name is written out in the ``glue("name", ...)`` call; a name made at run
     time (``glue(f"ch2_{x}", ...)``) is taken to be glued before the text that quotes it.
     """
     from nbformat.v4 import new_markdown_cell
 
     page = page or f"notebooks/{Path(name).stem}"
     chapter = chapter_number(nb.cells[0].source) if nb.cells and nb.cells[0].cell_type == "markdown" else None
-    converter = Converter(book, page, name, chapter)
     glued_in: dict[str, list[int]] = {}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and not skip(cell):
             for glued_name in _GLUE_CALL.findall(cell.source):
                 glued_in.setdefault(glued_name, []).append(index)
+    converter = Converter(book, page, name, chapter, frozenset(glued_in))
     later: dict[int, list[str]] = {}  # code cell index -> the specs to print under it
     cells = []
     for index, cell in enumerate(nb.cells):

@@ -193,6 +193,15 @@ def test_a_glue_from_another_notebook_is_refused(book):
         convert(book, "{glue:text}`../notebooks/03_x.ipynb::ch3_loss:.2f`")
 
 
+def test_a_paste_from_another_page_is_shown_when_this_notebook_glues_the_name_too(book):
+    """The chapters' Time paragraphs paste from the guide's page (it keeps them current); the chapter glues the
+    same names in its header cell, so the student copy prints them from there."""
+    nb = convert(book, "Runs in {glue:text}`../book/instructors.md::ch2_time_cpu:s`.",
+                 code='glue("ch2_time_cpu", "9 minutes")')
+    assert nb.cells[2].source == "Runs in **`time_cpu`**."
+    assert 'show_glued("ch2_time_cpu:s")' in nb.cells[3].source  # under the paragraph: the glue is above it
+
+
 # --- Exercises, admonitions, labels, links --------------------------------------------------------------
 
 def test_exercises_become_numbered_headings(book):
