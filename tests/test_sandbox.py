@@ -1,6 +1,7 @@
-"""Specification of the grader's isolation (course_utils.sandbox), in unit tests that start no kernel: the
-copy of a student's folder, the kernel's environment, the container command, and killing a process tree
-that tries to escape."""
+"""Specification of the grader's isolation (course_utils.sandbox) and of flagging (course_utils.flagging), in
+unit tests that start no kernel: the copy of a student's folder, the kernel's environment, the container
+command, killing a process tree that tries to escape, and which code is flagged. The kernels themselves are
+attacked in tests/test_grade_attacks.py."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
+import nbformat
 import pytest
 
-from course_utils import sandbox
+from course_utils import flagging, labs, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 linux = pytest.mark.skipif(sys.platform != "linux", reason="process trees and limits: Linux")
@@ -169,3 +172,65 @@ def test_a_process_that_forks_while_it_is_killed_is_caught(tmp_path):
     table = sandbox.process_table()
     assert len(killed) > 1
     assert not [pid for pid, (_, _, sid, state) in table.items() if sid == bomb.pid and state not in "ZX"]
+
+
+# --- Flagging: the answer instead of the student's code ------------------------------------------------
+
+LLOYD = SimpleNamespace(check="check_lloyd", function="my_lloyd",
+                        answers=("KMeans", "k_means", "kmeans2", "lloyd_reference"))
+ANSWERS = {
+    "from-import": "from course_utils.checks import lloyd_reference as my_lloyd",
+    "module alias": "import course_utils.checks as c\nmy_lloyd = c.lloyd_reference",
+    "getattr": "import course_utils.checks as c\nmy_lloyd = getattr(c, 'lloyd_reference')",
+    "import_module": "import importlib\nmy_lloyd = importlib.import_module('course_utils.checks').lloyd_reference",
+    "__import__": "my_lloyd = __import__('course_utils.checks', fromlist=['x']).lloyd_reference",
+    "a library's": "from sklearn.cluster import KMeans\ndef my_lloyd(x, c, i):\n    return KMeans(3).fit(x)",
+    "exec": "exec('from course_utils.checks import lloyd_reference as my_lloyd')",
+    "a magic": "%time from course_utils.checks import lloyd_reference as my_lloyd",
+}
+TAMPERING = {
+    "a check replaced": "import course_utils.checks\ncourse_utils.checks.check_lloyd = lambda f: True",
+    "setattr": "from course_utils import checks as k\nsetattr(k, 'check_lloyd', print)",
+    "the display patched": "import IPython.display\nIPython.display.display = print",
+    "a hook registered": "ip = get_ipython()\nip.events.register('pre_run_cell', print)",
+    "a transformer added": "get_ipython().input_transformers_post.append(str)",
+    "sys.modules": "import sys\nsys.modules['course_utils.checks'].check_lloyd = print",
+    "vars": "import course_utils.checks as c\nvars(c)['check_lloyd'] = print",
+    "__dict__": "import course_utils.checks as c\nc.__dict__['check_lloyd'] = print",
+    "deleted": "from course_utils import losses\ndel losses.nt_xent",
+}
+
+
+@pytest.mark.parametrize("source", ANSWERS.values(), ids=ANSWERS.keys())
+def test_using_the_answer_in_any_form_is_flagged(source):
+    assert flagging.code_flags([("cell 4", source)], [LLOYD])["check_lloyd"][0].startswith("cell 4 uses ")
+
+
+@pytest.mark.parametrize("source", TAMPERING.values(), ids=TAMPERING.keys())
+def test_changing_course_utils_or_ipython_flags_every_check(source):
+    other = SimpleNamespace(check="check_x", function="my_x", answers=("nothing_here",))
+    flags = flagging.code_flags([("cell 2", source)], [LLOYD, other])
+    assert set(flags) == {"check_lloyd", "check_x"} and flags["check_x"][0].startswith("cell 2 line ")
+
+
+def test_plumbing_with_course_utils_is_not_flagged():
+    source = ("from course_utils.config import get_profile\nprofile = get_profile()\nname = profile.name\n"
+              "from course_utils.models import SmallCNN\nnet = SmallCNN()\nnet.head = None\n"
+              "from IPython.display import display\ndisplay(net)\nresults = {}\nresults['a'] = 1\n"
+              "def my_lloyd(x, centroids, iterations):\n    return x\n")
+    assert flagging.code_flags([("cell 1", source), ("cell 2", "this is not Python (")], [LLOYD]) == {}
+
+
+CHAPTERS = labs.chapter_notebooks(ROOT)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_no_chapter_is_flagged_neither_its_solution_nor_its_student_copy(path):
+    from course_utils import grade
+
+    checks = grade.reference_checks(path)
+    full = nbformat.read(path, as_version=4)
+    student, _ = labs.student_version(nbformat.read(path, as_version=4), path)
+    for nb in (full, student):
+        sources = [(f"cell {i}", c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        assert flagging.code_flags(sources, checks) == {}
