@@ -75,6 +75,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from course_utils import sandbox
 from course_utils.flagging import RUNTIME_CHECK, code_flags
@@ -239,18 +240,18 @@ def find_submissions(folder: str | Path, chapters: dict[str, Chapter]) -> tuple[
     if not candidates and not skipped:
         raise FileNotFoundError(f"No notebooks in {folder}. {_layouts(chapters)}")
 
-    groups: dict[tuple[str, str], list[tuple[Path, Path | None, str, str | None, int]]] = {}
+    groups: dict[tuple[str, str], list[_Candidate]] = {}  # (student, chapter number) -> its notebooks
     for student, path, student_folder in candidates:
         shown = str(path.relative_to(folder))
-        name, canvas, reupload = path.name, None, 0
+        name, canvas, upload = path.name, None, 0
         if student is None:
             layout = _MOODLE.match(name) or _CANVAS.match(name)
             if layout:
                 student, name = f"{layout['name']}_{layout['id']}", layout["file"]
                 if layout.re is _CANVAS:  # "03_nt_xent-1.ipynb": the same file uploaded a second time
                     canvas = _REUPLOAD.sub("", Path(name).stem)
-                    found_again = _REUPLOAD.search(Path(name).stem)
-                    reupload = int(found_again.group(1)) if found_again else 0
+                    again = _REUPLOAD.search(Path(name).stem)
+                    upload = int(again.group(1)) if again else 0
         match = next((m for m in _CHAPTER.finditer(name) if m.group(1) in chapters), None)
         if match is None:
             skipped.append(Skipped(shown, "no chapter number of a reference chapter (NN_) in the file name"))
@@ -261,24 +262,32 @@ def find_submissions(folder: str | Path, chapters: dict[str, Chapter]) -> tuple[
                 skipped.append(Skipped(shown, f"whose is it? Rename it <student>_{name} or move it into a folder "
                                               "named after the student"))
                 continue
-        groups.setdefault((student, match.group(1)), []).append((path, student_folder, shown, canvas, reupload))
+        groups.setdefault((student, match.group(1)), []).append(
+            _Candidate(path, student_folder, shown, canvas, upload))
 
     found = []
     for (student, number), items in groups.items():
-        if len(items) > 1 and items[0][3] is not None and len({item[3] for item in items}) == 1:
-            items = sorted(items, key=lambda item: item[4])  # Canvas re-uploads: grade the latest
-            skipped += [Skipped(item[2], f"an earlier upload of {student}'s chapter {number} (graded: "
-                                         f"{items[-1][2]})") for item in items[:-1]]
+        if len(items) > 1 and items[0].canvas is not None and len({item.canvas for item in items}) == 1:
+            items = sorted(items, key=lambda item: item.upload)  # Canvas re-uploads: grade the latest
+            skipped += [Skipped(item.shown, f"an earlier upload of {student}'s chapter {number} (graded: "
+                                            f"{items[-1].shown})") for item in items[:-1]]
             items = items[-1:]
         if len(items) > 1:
-            names = ", ".join(item[2] for item in items)
-            skipped += [Skipped(item[2], f"{student} submitted chapter {number} {len(items)} times ({names}): keep "
-                                         "one, then run again with --resume") for item in items]
+            names = ", ".join(item.shown for item in items)
+            skipped += [Skipped(item.shown, f"{student} submitted chapter {number} {len(items)} times ({names}): "
+                                            "keep one, then run again with --resume") for item in items]
             continue
-        path, student_folder, *_ = items[0]
-        found.append(Submission(student, chapters[number], path, student_folder))
+        found.append(Submission(student, chapters[number], items[0].path, items[0].folder))
     return (sorted(found, key=lambda s: (s.student.lower(), s.chapter.number)),
             sorted(skipped, key=lambda s: s.path))
+
+
+class _Candidate(NamedTuple):
+    path: Path
+    folder: Path | None
+    shown: str            # the path relative to the submissions folder
+    canvas: str | None    # a Canvas file's name without its re-upload counter, else None
+    upload: int           # Canvas's re-upload counter: 0 for "x.ipynb", 1 for "x-1.ipynb"...
 
 
 def _layouts(chapters: dict[str, Chapter]) -> str:

@@ -65,7 +65,7 @@ class Limits:
         """(resource name, soft, hard) for the kernel process; NPROC counts from the user's current number."""
         limits = [("RLIMIT_DATA", self.memory, self.memory), ("RLIMIT_FSIZE", self.file_size, self.file_size),
                   ("RLIMIT_CORE", 0, 0)]
-        if self.processes:
+        if self.processes and os.path.isdir("/proc"):  # elsewhere the user's own count is unknown
             allowed = user_tasks() + self.processes
             limits.append(("RLIMIT_NPROC", allowed, allowed))
         if self.cpu_seconds:  # SIGXCPU at the soft limit, SIGKILL at the hard one

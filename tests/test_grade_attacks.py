@@ -125,12 +125,12 @@ def hostile(tmp: Path) -> dict[str, Path]:
                 f.write(bytes(1 << 20))
         """, SOLVED), f"hogs_{CHAPTER}.ipynb")
 
-    save(notebook(SOLVED, """
+    save(notebook("""
         import signal
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
             pass
-        """), f"deaf_{CHAPTER}.ipynb")
+        """, SOLVED), f"deaf_{CHAPTER}.ipynb")
 
     folder = subs / "folder"
     folder.mkdir()
@@ -185,6 +185,9 @@ def hostile(tmp: Path) -> dict[str, Path]:
     return evidence
 
 
+JOURNAL_NOTE = "the journal was changed while this notebook was being graded (restored)"
+
+
 def alive(pid: int) -> bool:
     return sandbox.process_table().get(pid, (0, 0, 0, "X"))[3] not in "ZX"
 
@@ -228,8 +231,10 @@ def test_every_submission_is_graded_and_the_honest_one_passes(attacked):
     assert sorted(attacked["rows"]) == ["answer", "deaf", "folder", "forger", "hogs", "killer", "lingerer",
                                         "sneaky", "writer", "zoe"]
     status, check, notes, _ = result(attacked, "zoe")
-    assert (status, check) == ("ok", "PASS")
-    assert notes == "the self-check cell of check_lloyd was deleted or replaced"  # she left it out: nothing else
+    assert (status, check) == ("ok", "PASS"), notes
+    # She left the self-check cell out; if she was graded while the writer forged the journal, she is named
+    # with it (the grader cannot tell which of the notebooks running at the time did it). Nothing else.
+    assert set(notes.split("; ")) - {JOURNAL_NOTE} == {"the self-check cell of check_lloyd was deleted or replaced"}
 
 
 def test_nothing_a_notebook_started_outlives_its_grading(attacked):
@@ -245,8 +250,8 @@ def test_nothing_a_notebook_started_outlives_its_grading(attacked):
 
 def test_a_detached_writer_cannot_touch_the_gradebook(attacked):
     status, check, notes, _ = result(attacked, "writer")
-    assert (status, check) == ("ok", "FAIL")  # its own wrong answer, whatever the forged lines said
-    assert "the journal was changed while this notebook was being graded (restored)" in notes
+    assert (status, check) == ("ok", "FAIL"), notes  # its own wrong answer, whatever the forged lines said
+    assert JOURNAL_NOTE in notes
     assert "forged" not in attacked["journal"] and "forged" not in attacked["csv"]
     assert attacked["csv"] == (attacked["tmp"] / "out" / "grades.csv").read_text()
     assert '<h2 id="incidents">' in attacked["html"] and "writer 06_lloyd" in attacked["html"]
@@ -256,15 +261,16 @@ def test_a_detached_writer_cannot_touch_the_gradebook(attacked):
 
 def test_memory_and_disk_hogs_hit_their_limits_and_the_notebook_goes_on(attacked):
     status, check, notes, _ = result(attacked, "hogs")
-    assert status.startswith("crashed (cell 0,") and "MemoryError" in status
+    assert status.startswith("crashed (cell 0,") and "MemoryError" in status, notes
     assert "cell 1: OSError: [Errno 27] File too large" in notes
-    assert check == "PASS"  # the cell after them ran, and the checks too
+    assert check == "PASS", notes  # the cell after them ran, and the checks too
 
 
 def test_a_loop_that_ignores_the_interrupt_is_killed(attacked):
     status, check, notes, _ = result(attacked, "deaf")
-    assert (status, check) == ("timed out (cell 1)", "not run")
-    assert "cell 1 ignored the interrupt: the kernel was killed" in notes
+    assert (status, check) == ("timed out (cell 0)", "not run"), notes
+    assert "cell 0 ignored the interrupt: the kernel was killed, and the later cells and the checks were not run" \
+        in notes
 
 
 def test_a_kernel_sees_neither_the_graders_environment_nor_links_out_of_its_folder(attacked):
@@ -284,23 +290,23 @@ def test_a_kernel_sees_neither_the_graders_environment_nor_links_out_of_its_fold
 
 def test_the_reference_imported_or_reached_is_flagged_not_passed(attacked):
     status, check, notes, messages = result(attacked, "answer")
-    assert (status, check) == ("ok", "flagged")
+    assert (status, check) == ("ok", "flagged"), notes
     assert "flagged (the check said PASS): cell 0 uses lloyd_reference, the answer to my_lloyd" in messages
     status, check, notes, messages = result(attacked, "sneaky")
-    assert (status, check) == ("ok", "flagged")
+    assert (status, check) == ("ok", "flagged"), notes
     assert "my_lloyd reaches course_utils.checks.lloyd_reference" in notes
 
 
 def test_a_forged_report_is_flagged(attacked):
     status, check, notes, messages = result(attacked, "forger")
-    assert (status, check) == ("ok", "flagged")  # its forgery made the report say PASS...
+    assert (status, check) == ("ok", "flagged"), notes  # its forgery made the report say PASS...
     assert "flagged (the check said PASS)" in messages  # ...which the grader says it does not trust
     assert "cell 0 line 9 assigns to IPython.display.display" in notes
 
 
 def test_a_notebook_that_kills_its_grader_is_stopped_and_the_others_go_on(attacked):
     status, check, notes, _ = result(attacked, "killer")
-    assert (status, check) == (grade.STOPPED, "not run")
+    assert (status, check) == (grade.STOPPED, "not run"), notes
     assert "the process grading it was killed (exit code -9)" in notes
 
 
