@@ -31,8 +31,9 @@ def work_unit(nodeid: str) -> str:
 
 
 # The longest test modules, measured in make test: the run-as-Colab check (~140 s), grading (~33 s) and the
-# two-process tests (~32 s). They are handed out first, right after the chapters' unit (~140 s with the book).
-LONG_FIRST = ("tests/test_colab.py", "tests/test_grade.py", "tests/test_distributed.py")
+# two-process tests (~32 s); the attacks on the grader took ~55 s alone on a busy 2-core machine. They are
+# handed out first, right after the chapters' unit (~140 s with the book).
+LONG_FIRST = ("tests/test_colab.py", "tests/test_grade_attacks.py", "tests/test_grade.py", "tests/test_distributed.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -137,8 +137,10 @@ def gradebook(tmp_path_factory):
     (subs / "README.txt").write_text("not a notebook: ignored")
 
     out, page = tmp / "grades.csv", tmp / "grades.html"
-    code = grade.main([str(subs), "--out", str(out), "--html", str(page), "--reference", str(REFERENCE),
-                       "--timeout", "300", "--cell-timeout", "120"])
+    with pytest.MonkeyPatch.context() as patch:  # the kernels share the session's data folder
+        patch.setenv("COURSE_DATA", str(tmp_path_factory.getbasetemp() / "course-home" / "data"))
+        code = grade.main([str(subs), "--out", str(out), "--html", str(page), "--reference", str(REFERENCE),
+                           "--timeout", "300", "--cell-timeout", "120", "--jobs", "2"])
     with open(out, newline="", encoding="utf-8") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     return dict(code=code, rows=rows, csv=out.read_text(), html=page.read_text(), crash=crash, death=death,
@@ -209,11 +211,12 @@ def test_printing_pass_instead_of_the_self_check_does_not_pass(gradebook):
     assert f"the self-check cell of {FIRST} was deleted or replaced" in heidi["03_nt_xent/notes"]
 
 
-def test_monkeypatching_the_checks_does_not_pass(gradebook):
+def test_monkeypatching_the_checks_does_not_pass_and_is_flagged(gradebook):
     kim = gradebook["rows"]["kim"]  # her own self-check cell printed PASS
-    assert results(kim) == ("ok", "FAIL", NOT_IMPLEMENTED)
-    assert SUM_HINT in kim["03_nt_xent/messages"]
-    assert kim["03_nt_xent/notes"] == ""  # her self-check cell is unchanged
+    assert results(kim) == ("ok", "flagged", "flagged")
+    assert "flagged (the check said FAIL)" in kim["03_nt_xent/messages"]  # the grader's own check still ran
+    assert "assigns to course_utils.checks.check_multiview_nt_xent" in kim["03_nt_xent/notes"]
+    assert "uses _nt_xent_from_ids, the answer to my_multiview_nt_xent" in kim["03_nt_xent/notes"]
 
 
 def test_a_chapter_a_student_did_not_submit(gradebook):
@@ -232,7 +235,8 @@ def test_the_html_summary_colours_results_and_shows_hints_on_hover(gradebook):
 
 # --- Time limits ---------------------------------------------------------------------------------------
 
-def test_an_infinite_loop_is_stopped_and_the_next_submission_graded(tmp_path):
+def test_an_infinite_loop_is_stopped_and_the_next_submission_graded(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
     # Both notebooks are the chapter's stub cell solved and nothing else but the loop, so that only the loop
     # can reach the 3-second limit (torch is imported inside the function, when the grader calls it).
     solved = CORRECT.replace('"""\n', '"""\n    import torch\n    import torch.nn.functional as F\n', 1)
@@ -242,8 +246,7 @@ def test_an_infinite_loop_is_stopped_and_the_next_submission_graded(tmp_path):
     save(frank, tmp_path / "subs" / "frank_03_nt_xent.ipynb")
     save(gina, tmp_path / "subs" / "gina_03_nt_xent.ipynb")
 
-    columns, rows = grade.grade(tmp_path / "subs", REFERENCE, timeout=3, verbose=False)
-    frank, gina = rows
+    frank, gina = grade.grade(tmp_path / "subs", REFERENCE, timeout=3, verbose=False).rows
     assert (frank["student"], frank["03_nt_xent/status"]) == ("frank", "timed out (cell 1)")
     assert frank[f"03_nt_xent/{FIRST}"] == "PASS"  # the kernel was interrupted, then graded
     assert "cells 2 and later not run" in frank["03_nt_xent/notes"]
@@ -266,28 +269,96 @@ def test_both_layouts_are_recognised(tmp_path):
                  "alice/.ipynb_checkpoints/03_nt_xent-checkpoint.ipynb", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
-    found = grade.find_submissions(tmp_path, grade.reference_chapters(REFERENCE))
+    found, skipped = grade.find_submissions(tmp_path, grade.reference_chapters(REFERENCE))
     assert [(s.student, s.chapter.name, s.folder is not None) for s in found] == [
         ("alice", "03_nt_xent", True), ("alice", "06_baselines", True), ("bob-smith", "03_nt_xent", False)]
+    assert skipped == []
 
 
 @pytest.mark.parametrize("files, message", [
-    ([], "No notebooks in"),
     (["alice_99_extra.ipynb"], "alice_99_extra.ipynb: no chapter number of a reference chapter"),
     (["alice/my_solutions.ipynb"], "my_solutions.ipynb: no chapter number"),
     (["03_nt_xent.ipynb"], "whose is it?"),
-    (["alice/03_nt_xent.ipynb", "alice_03_nt_xent.ipynb"], "alice submitted chapter 03 twice"),
-], ids=["empty", "unknown-chapter", "no-chapter", "no-student", "twice"])
-def test_bad_input_exits_non_zero_and_says_which_layouts_are_accepted(tmp_path, capsys, files, message):
+    (["alice/03_nt_xent.ipynb", "alice_03_nt_xent.ipynb"], "alice submitted chapter 03 2 times"),
+    (["bob/notes.txt"], "bob/: no notebook (.ipynb) directly in this folder"),
+    (["carol_03_nt_xent.zip"], "an archive: unpack it"),
+], ids=["unknown-chapter", "no-chapter", "no-student", "twice", "no-notebook", "archive"])
+def test_what_cannot_be_graded_is_skipped_listed_and_exits_1(tmp_path, capsys, files, message):
     subs = tmp_path / "subs"
     subs.mkdir()
     for name in files:
         (subs / name).parent.mkdir(parents=True, exist_ok=True)
         (subs / name).write_text("{}")
-    code = grade.main([str(subs), "--out", str(tmp_path / "g.csv"), "--reference", str(REFERENCE)])
+    code = grade.main([str(subs), "--out", str(tmp_path / "g.csv"), "--html", str(tmp_path / "g.html"),
+                       "--reference", str(REFERENCE)])
     err = capsys.readouterr().err
-    assert code == 2 and message in err and "SUBMISSIONS/<student>_<NN>_<...>.ipynb" in err
-    assert not (tmp_path / "g.csv").exists()
+    assert code == 1 and message in err and "Accepted layouts" in err and "--resume" in err
+    assert (tmp_path / "g.csv").read_text().startswith("student")  # the gradebook is written all the same
+    page = (tmp_path / "g.html").read_text()
+    assert '<h2 id="skipped">' in page and message.split(": ", 1)[-1] in page
+
+
+def test_a_skipped_file_never_stops_the_others(tmp_path, capsys):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "zoe_03_nt_xent.ipynb").write_text("{ not json")  # graded (as unreadable) without a kernel
+    (subs / "zoe_03_nt_xent (1).ipynb").write_text("{}")  # her second copy: both skipped, so she is "not graded"
+    (subs / "yann_99_extra.ipynb").write_text("{}")
+    (subs / "xena_06_baselines.ipynb").write_text("not json either")
+    code = grade.main([str(subs), "--out", str(tmp_path / "g.csv"), "--reference", str(REFERENCE), "--jobs", "2"])
+    err = capsys.readouterr().err
+    rows = {r["student"]: r for r in csv.DictReader((tmp_path / "g.csv").open())}
+    assert code == 1 and list(rows) == ["xena"] and rows["xena"]["06_baselines/status"] == "unreadable"
+    assert "Skipped 3 (not graded)" in err and "zoe submitted chapter 03 2 times" in err and "yann_99" in err
+
+
+def test_the_lms_export_layouts_are_recognised(tmp_path):
+    names = [
+        "Ana Lima_4821_assignsubmission_file_/03_nt_xent.ipynb",       # Moodle, a folder per student
+        "Ana Lima_4821_assignsubmission_onlinetext_/onlinetext.html",  # Moodle's online text: ignored
+        "Ben Ode_4822_assignsubmission_file_Copy of 06_baselines.ipynb",  # Moodle without folders
+        "limaana_31337_904411_06_baselines.ipynb",                      # Canvas
+        "odeben_LATE_31338_904412_03_nt_xent.ipynb",                    # Canvas, late
+        "kaycee_31339_904413_03_nt_xent.ipynb",                         # Canvas, uploaded three times:
+        "kaycee_31339_904413_03_nt_xent-1.ipynb",                       # the latest ("-2") is graded
+        "kaycee_31339_904413_03_nt_xent-2.ipynb",
+        "Dana Scully - 03_nt_xent.ipynb",                               # Google Classroom's copy per student
+        "__MACOSX/._x_03_nt_xent.ipynb", ".DS_Store", "readme.txt",     # ignored
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    found, skipped = grade.find_submissions(tmp_path, grade.reference_chapters(REFERENCE))
+    assert [(s.student, s.chapter.number, s.path.name) for s in found] == [
+        ("Ana Lima_4821", "03", "03_nt_xent.ipynb"),
+        ("Ben Ode_4822", "06", "Ben Ode_4822_assignsubmission_file_Copy of 06_baselines.ipynb"),
+        ("Dana Scully", "03", "Dana Scully - 03_nt_xent.ipynb"),
+        ("kaycee_31339", "03", "kaycee_31339_904413_03_nt_xent-2.ipynb"),
+        ("limaana_31337", "06", "limaana_31337_904411_06_baselines.ipynb"),
+        ("odeben_31338", "03", "odeben_LATE_31338_904412_03_nt_xent.ipynb")]
+    assert [(s.path, s.reason.split(" (")[0]) for s in skipped] == [
+        ("kaycee_31339_904413_03_nt_xent-1.ipynb", "an earlier upload of kaycee_31339's chapter 03"),
+        ("kaycee_31339_904413_03_nt_xent.ipynb", "an earlier upload of kaycee_31339's chapter 03")]
+
+
+# --- The journal: results kept as they come ------------------------------------------------------------
+
+def test_the_journal_notices_and_undoes_writes_that_are_not_the_graders(tmp_path):
+    path = tmp_path / "grades.jsonl"
+    journal = grade.Journal(path)
+    assert journal.append({"type": "result", "student": "ann", "status": "ok"}) is False
+    with open(path, "a") as f:  # a kernel appends a forged line
+        f.write('{"type": "result", "student": "ann", "status": "ok", "forged": true}\n')
+    assert journal.verify() is True and "forged" not in path.read_text()
+    path.unlink()
+    path.symlink_to(tmp_path / "elsewhere")  # ... or swaps the file for a link
+    assert journal.append({"type": "end"}) is True
+    assert not path.is_symlink() and [r["type"] for r in grade.Journal(path).records()] == ["result", "end"]
+    assert not (tmp_path / "elsewhere").exists()
+    with open(path, "ab") as f:  # a crash in the middle of a line: the line is dropped when read again
+        f.write(b'{"type": "res')
+    assert [r["type"] for r in grade.Journal(path).records()] == ["result", "end"]
+    assert path.read_bytes().endswith(b"\n")
 
 
 def test_a_missing_folder_or_reference_is_a_clear_error(tmp_path, capsys):
@@ -301,5 +372,13 @@ def test_a_missing_folder_or_reference_is_a_clear_error(tmp_path, capsys):
 
 def test_an_unreadable_notebook_is_graded_as_unreadable(tmp_path):
     (tmp_path / "zoe_03_nt_xent.ipynb").write_text("{ this is not json")
-    _, [row] = grade.grade(tmp_path, REFERENCE, verbose=False)
+    [row] = grade.grade(tmp_path, REFERENCE, verbose=False).rows
     assert row["03_nt_xent/status"] == "unreadable" and row[f"03_nt_xent/{FIRST}"] == "not run"
+
+
+def test_the_kernels_share_the_course_data_folder_of_the_graders_environment(monkeypatch, tmp_path):
+    from course_utils import config
+
+    assert grade._course_data_dir() == str(config.data_dir().resolve())  # asks course_utils.config itself
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    assert grade._course_data_dir() == str(tmp_path / "data")
