@@ -14,7 +14,7 @@ One idea a module, each readable top to bottom:
     supervised  the "trained from scratch on the same labels" baseline
     pretrained  loading a published checkpoint, verified by SHA-256
     plots       view grids, training curves, UMAP, confusion matrices
-    checks      the self-checks the exercises call
+    checks/     the self-checks the exercises call: a module a chapter (ch01 to ch07), the retired ones
     labs        student versions, notebook sync and strip
 """
 

@@ -4,7 +4,8 @@ passes; each usual mistake fails with a hint that names it; a student's exceptio
 import pytest
 import torch
 
-from course_utils.checks import _lars_cases, _lars_reference, _lars_variant, check_lars_update
+from course_utils.checks import check_lars_update
+from course_utils.checks.ch04 import _lars_cases, _lars_reference, _lars_variant
 
 
 def student_lars(w, grad, momentum_buffer, *, lr, momentum=0.9, weight_decay=1e-4, eta=0.02, clip=True,

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils.checks import _knn_cases, check_knn_predict, check_standardize
+from course_utils.checks import check_knn_predict, check_standardize
+from course_utils.checks.ch05 import _knn_cases
 from course_utils.evaluate import knn_predict
 
 
