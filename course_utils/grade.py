@@ -363,8 +363,9 @@ def _grader_cell(checks: tuple[Check, ...], token: str) -> str:
     """The source of the grader's own cell: runs ``checks`` and displays one MIME bundle per check."""
     package = Path(__file__).resolve().parent
     source = RUNTIME_CHECK + "\n\n" + _GRADER_CELL.replace("MIME", repr(MIME))
+    checks_file = package / "checks" / "__init__.py"  # the package's chapter modules load from its folder
     for name, value in (("EXPECTED", [(c.check, c.function, c.answers) for c in checks]), ("TOKEN", token),
-                        ("PACKAGE_ROOT", str(package.parent)), ("CHECKS_FILE", str(package / "checks.py"))):
+                        ("PACKAGE_ROOT", str(package.parent)), ("CHECKS_FILE", str(checks_file))):
         source = source.replace(name, repr(value))
     return source
 
