@@ -1,7 +1,7 @@
-"""Specification of the grader (course_utils.grade): one command turns a folder of submitted notebooks into a
+"""Specification of the grader (course_utils.instructor.grade): one command turns a folder of submitted notebooks into a
 gradebook, from checks the grader runs itself, whatever the notebooks print, crash or loop on.
 
-The submissions are made from the real chapters: the student version (course_utils.labs), truncated to what
+The submissions are made from the real chapters: the student version (course_utils.instructor.labs), truncated to what
 grading needs, namely the setup cell, the imports cell (the first code cell after it that starts with an
 import), and the exercises section (from the first
 exercise stub to the end: stubs, self-check cells, exercise prose). The chapters' experiments are left out
@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import grade, labs
+from course_utils.instructor import grade, labs
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "notebooks"

@@ -1,6 +1,6 @@
 """Grade a class's submitted chapter notebooks with one command: a gradebook as CSV (and HTML).
 
-    python -m course_utils.grade SUBMISSIONS/ --out grades.csv [--html grades.html] [--jobs N] [--resume]
+    python -m course_utils.instructor.grade SUBMISSIONS/ --out grades.csv [--html grades.html] [--jobs N] [--resume]
                                  [--timeout 600] [--cell-timeout S] [--reference notebooks/]
                                  [--memory 4G] [--max-processes 256] [--max-file-size 1G]
                                  [--max-folder-size 256M] [--container IMAGE [--runtime docker|podman]]
@@ -26,7 +26,7 @@ What is graded, and why the notebook's own output is never trusted:
 
 1. The REFERENCE chapter says what to expect: each of its cells tagged "self-check" calls a check on a
    student's function, e.g. ``check_nt_xent(my_nt_xent)``.
-2. Each submission runs in a fresh kernel (course_utils.sandbox: limits, a scrubbed environment, a copy of
+2. Each submission runs in a fresh kernel (course_utils.instructor.sandbox: limits, a scrubbed environment, a copy of
    its folder; nothing it starts outlives its grading), with $COURSE_PROFILE (``smoke`` when unset: the checks
    use their own small cases). A cell that raises does not stop the notebook. Each cell has a time limit
    (--cell-timeout, default --timeout) and the notebook one in all (--timeout); a cell over it is
@@ -49,7 +49,7 @@ Each result is appended to a journal beside the CSV (grades.csv -> grades.jsonl,
 submission, flushed to disk) as soon as it is known; the CSV and HTML are written from it at the end. After
 an interruption, --resume grades only the notebooks that have no result yet (or changed since).
 
-The default isolation (course_utils.sandbox) stops accidents and the easy tricks: runaway memory, processes,
+The default isolation (course_utils.instructor.sandbox) stops accidents and the easy tricks: runaway memory, processes,
 files and loops, daemons, secrets in the environment, links out of a folder, shadowing modules. It does not
 stop a notebook written to attack the grading machine from reading or changing the instructor's files, using
 the network or disturbing the other kernels while it runs: it runs as the instructor. ``--container IMAGE``
@@ -77,9 +77,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import NamedTuple
 
-from course_utils import sandbox
-from course_utils.flagging import RUNTIME_CHECK, code_flags
-from course_utils.gradebook import STOPPED, Journal, Result, gradebook, write_csv, write_html  # noqa: F401
+from course_utils.instructor import sandbox
+from course_utils.instructor.flagging import RUNTIME_CHECK, code_flags
+from course_utils.instructor.gradebook import STOPPED, Journal, Result, gradebook, write_csv, write_html  # noqa: F401
 
 DEFAULT_PROFILE = "smoke"
 CHECKS_TIMEOUT = 120  # seconds for the grader's own cell: importing torch and running a few small checks
@@ -309,7 +309,7 @@ class Options:
 
 
 _GRADER_CELL = '''\
-# Added by course_utils.grade: the reference checks, run on this notebook's functions.
+# Added by course_utils.instructor.grade: the reference checks, run on this notebook's functions.
 def _course_grade(expected, token, package_root, checks_file):
     import contextlib, importlib, io, os, sys
     from IPython.display import display
@@ -361,11 +361,11 @@ del _course_grade, _course_reaches
 
 def _grader_cell(checks: tuple[Check, ...], token: str) -> str:
     """The source of the grader's own cell: runs ``checks`` and displays one MIME bundle per check."""
-    package = Path(__file__).resolve().parent
     source = RUNTIME_CHECK + "\n\n" + _GRADER_CELL.replace("MIME", repr(MIME))
-    checks_file = package / "checks" / "__init__.py"  # the package's chapter modules load from its folder
+    # The checks of the course_utils that holds this grader (the chapter modules load from their folder).
+    checks_file = Path(PACKAGE_ROOT) / "course_utils" / "checks" / "__init__.py"
     for name, value in (("EXPECTED", [(c.check, c.function, c.answers) for c in checks]), ("TOKEN", token),
-                        ("PACKAGE_ROOT", str(package.parent)), ("CHECKS_FILE", str(checks_file))):
+                        ("PACKAGE_ROOT", PACKAGE_ROOT), ("CHECKS_FILE", str(checks_file))):
         source = source.replace(name, repr(value))
     return source
 
@@ -777,7 +777,7 @@ def grade(submissions: str | Path, reference: str | Path, timeout: float = 600, 
         sandbox.become_subreaper(True)
         sandbox.set_dumpable(False)
         try:
-            sandbox.run_in_workers([(s, options) for s in readable], "course_utils.grade:_grade_job", jobs,
+            sandbox.run_in_workers([(s, options) for s in readable], "course_utils.instructor.grade:_grade_job", jobs,
                                    limit=timeout + CHECKS_TIMEOUT + KERNEL_START_TIMEOUT + 120,
                                    started=started, finished=finished, failed=failed)
         finally:
@@ -791,7 +791,7 @@ def grade(submissions: str | Path, reference: str | Path, timeout: float = 600, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.grade", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m course_utils.instructor.grade", description=__doc__.split("\n")[0],
                                      epilog=LAYOUTS.format(chapters="see --reference"),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", type=Path, help="the folder of submitted notebooks")
@@ -819,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         reference = args.reference
         if reference is None:
-            candidates = [Path.cwd() / "notebooks", Path(__file__).resolve().parents[1] / "notebooks"]
+            candidates = [Path.cwd() / "notebooks", Path(PACKAGE_ROOT) / "notebooks"]
             reference = next((c for c in candidates if c.is_dir()), None)
             if reference is None:
                 raise FileNotFoundError("No notebooks/ folder here or next to course_utils: pass the course's "
@@ -860,6 +860,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # The module's own copy, not __main__'s: the worker processes unpickle its classes by module name.
-    from course_utils import grade as _module
+    from course_utils.instructor import grade as _module
 
     sys.exit(_module.main())
