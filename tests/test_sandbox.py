@@ -226,9 +226,9 @@ CHAPTERS = labs.chapter_notebooks(ROOT)
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_no_chapter_is_flagged_neither_its_solution_nor_its_student_copy(path):
-    from course_utils.instructor import grade
+    from course_utils.instructor import submissions
 
-    checks = grade.reference_checks(path)
+    checks = submissions.reference_checks(path)
     full = nbformat.read(path, as_version=4)
     student, _ = labs.student_version(nbformat.read(path, as_version=4), path)
     for nb in (full, student):

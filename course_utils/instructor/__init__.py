@@ -2,8 +2,11 @@
 
 Grading a class (nbformat, nbclient, ipykernel: ``pip install -e ".[instructor]"``):
 
-    grade             python -m course_utils.instructor.grade SUBMISSIONS/ --out grades.csv [--html grades.html]
-    sandbox           each submission's kernel: limits, a scrubbed environment, nothing left running; worker processes
+    grade             python -m course_utils.instructor.grade SUBMISSIONS/ --out grades.csv [--html grades.html]:
+                      a class, --jobs at a time, each result journaled as it comes (--resume)
+    submissions       what to grade: the checks each reference chapter expects; whose notebook is which (LMS layouts)
+    grade_one         one notebook in a fresh kernel, then the grader's own cell of checks in it
+    sandbox           each kernel's isolation: limits, a scrubbed environment, nothing left running; worker processes
     flagging          answers that are not the student's (the course's own function imported, reached or wrapped)
     gradebook         the results: one a notebook, the journal that keeps them as they come, the CSV and HTML
 

@@ -1,6 +1,6 @@
 """Run a student's notebook kernel so that it cannot take the grading machine with it (Linux, no root needed).
 
-The grader (course_utils.instructor.grade) starts every kernel through this module. By default each kernel:
+The grader starts its workers (grade.py) and every kernel (grade_one.py) through this module. By default each kernel:
 
 1. runs in its own process session, and when its grading ends EVERY process it started is stopped and
    killed: the members of its session and process group, and every descendant of the grading process,
