@@ -294,7 +294,7 @@ def test_the_reference_imported_or_reached_is_flagged_not_passed(attacked):
     assert "flagged (the check said PASS): cell 0 uses lloyd_reference, the answer to my_lloyd" in messages
     status, check, notes, messages = result(attacked, "sneaky")
     assert (status, check) == ("ok", "flagged"), notes
-    assert "my_lloyd reaches course_utils.checks.lloyd_reference" in notes
+    assert "my_lloyd reaches course_utils.checks.ch06.lloyd_reference" in notes  # where it is defined
 
 
 def test_a_forged_report_is_flagged(attacked):
