@@ -1,5 +1,5 @@
-"""Grading a class: the wall time of ``python -m course_utils.instructor.grade`` on 200 generated submissions of one
-chapter, with --jobs 1 and then --jobs 2, back to back, on the same machine.
+"""Grading a class: the wall time of ``python -m course_utils.instructor.grade`` on 200 generated submissions,
+of one chapter, with --jobs 1 and then --jobs 2, back to back, on the same machine.
 
     python benchmarks/bench_grade.py                    # 200 submissions of chapter 1 (about an hour on 2 cores)
     python benchmarks/bench_grade.py --count 10         # a check that it works (a few minutes)
