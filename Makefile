@@ -29,11 +29,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 # COURSE_PROGRESS=lines: training prints a line per epoch, not a progress bar whose every redraw the page would keep
 # (also when make runs from a terminal inside VS Code or Jupyter, which look like a live notebook).
-# The executed notebooks are cached per profile (course_utils/book_config.py: _config.yml with execute.cache set to
-# _build/.jupyter_cache/<profile>-<sizes>): jupyter-cache alone keys on the code, and after switching COURSE_PROFILE
-# or COURSE_OVERRIDES it would show the other profile's outputs.
+# The executed notebooks are cached per profile (course_utils/instructor/book_config.py: _config.yml with execute.cache
+# set to _build/.jupyter_cache/<profile>-<sizes>): jupyter-cache alone keys on the code, and after switching
+# COURSE_PROFILE or COURSE_OVERRIDES it would show the other profile's outputs.
 book: setup
-	config=$$($(PY) -m course_utils.book_config) && \
+	config=$$($(PY) -m course_utils.instructor.book_config) && \
 	COURSE_PROGRESS=lines $(VENV)/bin/jupyter-book build . --keep-going --config "$$config"
 	@echo ""
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
@@ -53,7 +53,7 @@ test: setup
 # labs/ is committed: run this after changing a chapter (or book/references.bib) and commit labs/ with it;
 # tests/test_labs.py fails while labs/ differs from what this writes.
 labs: setup
-	$(PY) -m course_utils.labs students notebooks labs
+	$(PY) -m course_utils.instructor.labs students notebooks labs
 
 # Speed and accuracy figures, written to benchmarks/results.json (QUICK=1 for a short run).
 bench: setup

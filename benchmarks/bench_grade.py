@@ -1,12 +1,12 @@
-"""Grading a class: the wall time of ``python -m course_utils.grade`` on 200 generated submissions of one chapter,
-with --jobs 1 and then --jobs 2, back to back, on the same machine.
+"""Grading a class: the wall time of ``python -m course_utils.instructor.grade`` on 200 generated submissions,
+of one chapter, with --jobs 1 and then --jobs 2, back to back, on the same machine.
 
     python benchmarks/bench_grade.py                    # 200 submissions of chapter 1 (about an hour on 2 cores)
     python benchmarks/bench_grade.py --count 10         # a check that it works (a few minutes)
     python benchmarks/bench_grade.py --chapter 03 --jobs 1 2 4
 
-The submissions are the chapter's student version (course_utils.labs), whole, as a student hands it in, in
-four kinds taken in turn: correct (each exercise stub replaced by the reference's solution), wrong (each
+The submissions are the chapter's student version (course_utils.instructor.labs), whole, as a student hands it in,
+in four kinds taken in turn: correct (each exercise stub replaced by the reference's solution), wrong (each
 exercise returns None), stub (untouched) and crashing (the solutions, and a cell that raises right after
 the setup cell, so the later cells run into missing names as well). They are graded in the smoke profile,
 the grader's default, with the default isolation and limits. Before the timed runs, one submission is graded
@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
-from course_utils import labs  # noqa: E402
+from course_utils.instructor import labs  # noqa: E402
 
 KINDS = ("correct", "wrong", "stub", "crashing")
 
@@ -80,9 +80,9 @@ def grade_folder(submissions: Path, out: Path, jobs: int, reference: Path) -> tu
     """Grade ``submissions`` with the command line; return (wall seconds, the gradebook's rows)."""
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "course_utils.grade", str(submissions), "--out", str(out / "grades.csv"),
-                    "--jobs", str(jobs), "--reference", str(reference)], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "course_utils.instructor.grade", str(submissions),
+                    "--out", str(out / "grades.csv"), "--jobs", str(jobs), "--reference", str(reference)],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     with open(out / "grades.csv", newline="", encoding="utf-8") as f:
         return seconds, list(csv.DictReader(f))

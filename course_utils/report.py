@@ -7,8 +7,8 @@ The book never types a measured figure: a cell computes it and glues it under a 
 it, so a rebuild on other data or another device can never leave the prose saying what the outputs
 contradict. Outside a book build (Colab, Kaggle, plain Jupyter: no myst-nb) nothing can paste a value into
 Markdown, so ``glue`` also keeps every value in ``GLUED``, this run's record, and the student copies
-(``course_utils.labs``) put a ``show_glued(...)`` cell under each paragraph that quotes numbers: it prints them,
-from the student's own run, in the formats the paragraph asks for.
+(``course_utils.instructor.labs``) put a ``show_glued(...)`` cell under each paragraph that quotes numbers: it prints
+them, from the student's own run, in the formats the paragraph asks for.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-# The image in which `python -m course_utils.grade SUBMISSIONS/ --container course-grader` runs each student's
-# kernel (no network, a cgroup for memory and processes, only its own folder mounted: see the instructors' guide).
+# The image in which `python -m course_utils.instructor.grade SUBMISSIONS/ --container course-grader` runs each
+# student's kernel (no network, a cgroup for memory and processes, only its own folder mounted: see the instructors' guide).
 #
 #     docker build -f examples/grader.Dockerfile -t course-grader .      # from the repository root
 #     podman build -f examples/grader.Dockerfile -t course-grader .

@@ -25,7 +25,7 @@ import nbformat
 import pytest
 import yaml
 
-from course_utils import labs
+from course_utils.instructor import labs
 
 bs4 = pytest.importorskip("bs4")
 
@@ -137,7 +137,7 @@ def test_bibliography_has_entries(build):
 @chapter
 def test_chapter_launch_button_opens_the_chapter_and_badges_the_student_copy(build, path):
     """The book's own launch button (the rocket) opens the full chapter, solutions included; the badges in the page
-    open the student copy in labs/, on Colab and on Kaggle (course_utils.labs, from _config.yml)."""
+    open the student copy in labs/, on Colab and on Kaggle (course_utils.instructor.labs, from _config.yml)."""
     org, repo, branch = labs.repository(ROOT)
     chapter = labs.colab_url(org, repo, branch, path.name, folder="notebooks")
     soup = page(build, f"notebooks/{path.stem}")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from course_utils import book_config
 from course_utils.config import PROFILES, get_profile
+from course_utils.instructor import book_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_the_written_config_is_the_books_with_a_cache_per_profile(monkeypatch, t
 
 def test_make_book_builds_with_that_config():
     recipe = (ROOT / "Makefile").read_text().split("\nbook:", 1)[1].split("\n\n", 1)[0]
-    assert "-m course_utils.book_config" in recipe and '--config "$$config"' in recipe
+    assert "-m course_utils.instructor.book_config" in recipe and '--config "$$config"' in recipe
     assert "jupyter-book build ." in recipe
 
 

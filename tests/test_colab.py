@@ -13,8 +13,8 @@ What Colab gives a student, and how this test recreates it:
   uninstalled again, so that every chapter really installs it.
 
 One execution per chapter checks three things: the notebook works as on Colab (and pip keeps the platform's
-torch); the student version (solutions removed, see course_utils.labs) runs top to bottom, every cell after the
-unsolved exercises included, with self-checks that say "not implemented yet"; and every number its text quotes
+torch); the student version (solutions removed, see course_utils.instructor.labs) runs top to bottom, every cell after
+the unsolved exercises included, with self-checks that say "not implemented yet"; and every number its text quotes
 is printed by the glued-values cell under the paragraph, from this run. The kernel is the fresh venv's python,
 driven by nbclient from this process.
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import labs
+from course_utils.instructor import labs
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = labs.chapter_notebooks(ROOT)

@@ -1,7 +1,7 @@
-"""Specification of the grader (course_utils.grade): one command turns a folder of submitted notebooks into a
+"""Specification of the grader (course_utils.instructor.grade): one command turns a folder of submitted notebooks into a
 gradebook, from checks the grader runs itself, whatever the notebooks print, crash or loop on.
 
-The submissions are made from the real chapters: the student version (course_utils.labs), truncated to what
+The submissions are made from the real chapters: the student version (course_utils.instructor.labs), truncated to what
 grading needs, namely the setup cell, the imports cell (the first code cell after it that starts with an
 import), and the exercises section (from the first
 exercise stub to the end: stubs, self-check cells, exercise prose). The chapters' experiments are left out
@@ -21,7 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import grade, labs
+from course_utils.instructor import grade, labs, submissions
+from course_utils.instructor.gradebook import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "notebooks"
@@ -258,7 +259,7 @@ def test_an_infinite_loop_is_stopped_and_the_next_submission_graded(tmp_path, mo
 # --- What the grader expects, and bad input ----------------------------------------------------------
 
 def test_the_expected_checks_come_from_the_reference_self_check_cells():
-    chapters = grade.reference_chapters(REFERENCE)
+    chapters = submissions.reference_chapters(REFERENCE)
     assert [(c.check, c.function) for c in chapters["03"].checks] == [
         (FIRST, "my_multiview_nt_xent"), (SECOND, "my_anchor_grad_z")]
     assert all(chapter.checks for chapter in chapters.values()), "every chapter has at least one self-check"
@@ -269,7 +270,7 @@ def test_both_layouts_are_recognised(tmp_path):
                  "alice/.ipynb_checkpoints/03_nt_xent-checkpoint.ipynb", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
-    found, skipped = grade.find_submissions(tmp_path, grade.reference_chapters(REFERENCE))
+    found, skipped = submissions.find_submissions(tmp_path, submissions.reference_chapters(REFERENCE))
     assert [(s.student, s.chapter.name, s.folder is not None) for s in found] == [
         ("alice", "03_nt_xent", True), ("alice", "06_baselines", True), ("bob-smith", "03_nt_xent", False)]
     assert skipped == []
@@ -328,7 +329,7 @@ def test_the_lms_export_layouts_are_recognised(tmp_path):
     for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
-    found, skipped = grade.find_submissions(tmp_path, grade.reference_chapters(REFERENCE))
+    found, skipped = submissions.find_submissions(tmp_path, submissions.reference_chapters(REFERENCE))
     assert [(s.student, s.chapter.number, s.path.name) for s in found] == [
         ("Ana Lima_4821", "03", "03_nt_xent.ipynb"),
         ("Ben Ode_4822", "06", "Ben Ode_4822_assignsubmission_file_Copy of 06_baselines.ipynb"),
@@ -345,7 +346,7 @@ def test_the_lms_export_layouts_are_recognised(tmp_path):
 
 def test_the_journal_notices_and_undoes_writes_that_are_not_the_graders(tmp_path):
     path = tmp_path / "grades.jsonl"
-    journal = grade.Journal(path)
+    journal = Journal(path)
     assert journal.append({"type": "result", "student": "ann", "status": "ok"}) is False
     with open(path, "a") as f:  # a kernel appends a forged line
         f.write('{"type": "result", "student": "ann", "status": "ok", "forged": true}\n')
@@ -353,11 +354,11 @@ def test_the_journal_notices_and_undoes_writes_that_are_not_the_graders(tmp_path
     path.unlink()
     path.symlink_to(tmp_path / "elsewhere")  # ... or swaps the file for a link
     assert journal.append({"type": "end"}) is True
-    assert not path.is_symlink() and [r["type"] for r in grade.Journal(path).records()] == ["result", "end"]
+    assert not path.is_symlink() and [r["type"] for r in Journal(path).records()] == ["result", "end"]
     assert not (tmp_path / "elsewhere").exists()
     with open(path, "ab") as f:  # a crash in the middle of a line: the line is dropped when read again
         f.write(b'{"type": "res')
-    assert [r["type"] for r in grade.Journal(path).records()] == ["result", "end"]
+    assert [r["type"] for r in Journal(path).records()] == ["result", "end"]
     assert path.read_bytes().endswith(b"\n")
 
 

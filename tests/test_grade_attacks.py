@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import grade, labs, sandbox
+from course_utils.instructor import grade, labs, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 CH6 = ROOT / "notebooks" / "06_baselines.ipynb"
@@ -294,7 +294,7 @@ def test_the_reference_imported_or_reached_is_flagged_not_passed(attacked):
     assert "flagged (the check said PASS): cell 0 uses lloyd_reference, the answer to my_lloyd" in messages
     status, check, notes, messages = result(attacked, "sneaky")
     assert (status, check) == ("ok", "flagged"), notes
-    assert "my_lloyd reaches course_utils.checks.lloyd_reference" in notes
+    assert "my_lloyd reaches course_utils.checks.ch06.lloyd_reference" in notes  # where it is defined
 
 
 def test_a_forged_report_is_flagged(attacked):
@@ -321,7 +321,7 @@ def test_an_interrupted_run_keeps_its_results_and_resume_grades_the_rest(tmp_pat
     pid_file = tmp_path / "sleeper"
     nbformat.write(notebook(f"import os, time\nopen('{pid_file}', 'w').write(str(os.getpid()))\ntime.sleep(300)"),
                    subs / f"bob_{CHAPTER}.ipynb")
-    command = [sys.executable, "-m", "course_utils.grade", str(subs), "--out", str(out / "grades.csv"),
+    command = [sys.executable, "-m", "course_utils.instructor.grade", str(subs), "--out", str(out / "grades.csv"),
                "--reference", str(reference), "--jobs", "2"]
     env = {**os.environ, "COURSE_DATA": str(tmp_path / "data")}
     run = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""The lab tooling (course_utils.labs) and the chapter skeleton every notebook follows.
+"""The lab tooling (course_utils.instructor.labs) and the chapter skeleton every notebook follows.
 
 Four parts:
 - the tool on small notebooks made here: student versions, `sync`, `strip`, the command line;
@@ -22,7 +22,7 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_utils import labs
+from course_utils.instructor import labs
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = labs.chapter_notebooks(ROOT)
@@ -301,7 +301,8 @@ def markdown(nb) -> str:
 @needs_chapters
 def test_chapters_are_in_sync_with_config():
     stale = labs.sync_notebooks(ROOT, check=True)
-    assert not stale, f"run `python -m course_utils.labs sync`: {[p.name for p in stale]} name another repository"
+    assert not stale, (f"run `python -m course_utils.instructor.labs sync`: {[p.name for p in stale]} name another "
+                       "repository")
 
 
 @needs_chapters
@@ -369,7 +370,7 @@ def test_chapter_code_never_branches_on_the_profile_and_has_no_outputs(path):
             continue
         assert not branch.search(cell.source), f"cell {i} branches on profile.name: size things with profile fields"
         assert cell.outputs == [] and cell.execution_count is None, \
-            f"cell {i} has stored outputs: run `python -m course_utils.labs strip`"
+            f"cell {i} has stored outputs: run `python -m course_utils.instructor.labs strip`"
 
 
 # --- The table of contents ----------------------------------------------------------------------------
@@ -451,8 +452,8 @@ def test_the_reference_check_finds_a_leak():
 # --- The committed student copies (labs/) and the badges that open them -----------------------------------
 
 LABS = ROOT / labs.STUDENT_FOLDER
-REGENERATE = ("run `make labs` (or `python -m course_utils.labs students`) and commit labs/: the student copies "
-              "are generated from notebooks/, and the badges open the committed ones")
+REGENERATE = ("run `make labs` (or `python -m course_utils.instructor.labs students`) and commit labs/: the student "
+              "copies are generated from notebooks/, and the badges open the committed ones")
 
 
 @needs_chapters

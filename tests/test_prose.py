@@ -26,7 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from course_utils import labs  # noqa: E402
+from course_utils.instructor import labs  # noqa: E402
 
 MAX_PROSE_WORDS = 2500  # about 12 minutes of reading at a study pace; the rest of a sitting runs the cells
 CHAPTERS = labs.chapter_notebooks(ROOT)

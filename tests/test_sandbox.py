@@ -1,5 +1,5 @@
-"""Specification of the grader's isolation (course_utils.sandbox) and of flagging (course_utils.flagging), in
-unit tests that start no kernel: the copy of a student's folder, the kernel's environment, the container
+"""Specification of the grader's isolation (course_utils.instructor.sandbox) and of flagging
+(course_utils.instructor.flagging), in unit tests that start no kernel: the copy of a student's folder, the kernel's environment, the container
 command, killing a process tree that tries to escape, and which code is flagged. The kernels themselves are
 attacked in tests/test_grade_attacks.py."""
 
@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from course_utils import flagging, labs, sandbox
+from course_utils.instructor import flagging, labs, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 linux = pytest.mark.skipif(sys.platform != "linux", reason="process trees and limits: Linux")
@@ -121,7 +121,7 @@ def test_a_missing_container_runtime_is_a_clear_error():
 
 ESCAPES = """
 import json, os, subprocess, sys, time
-from course_utils import sandbox
+from course_utils.instructor import sandbox
 sandbox.become_subreaper()
 plain = subprocess.Popen(["sleep", "60"])
 session = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
@@ -226,9 +226,9 @@ CHAPTERS = labs.chapter_notebooks(ROOT)
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_no_chapter_is_flagged_neither_its_solution_nor_its_student_copy(path):
-    from course_utils import grade
+    from course_utils.instructor import submissions
 
-    checks = grade.reference_checks(path)
+    checks = submissions.reference_checks(path)
     full = nbformat.read(path, as_version=4)
     student, _ = labs.student_version(nbformat.read(path, as_version=4), path)
     for nb in (full, student):

@@ -1,4 +1,4 @@
-"""MyST -> plain Markdown for the student copies (course_utils.student_markdown, course_utils.bibliography).
+"""MyST -> plain Markdown for the student copies (course_utils.instructor: student_markdown, bibliography).
 
 Each test converts a small Markdown cell the way `make labs` converts the chapters, and checks what a student
 sees in Colab: citations as the book writes them, glued numbers printed by a cell of the student's run, exercises
@@ -14,9 +14,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_utils.bibliography import Bibliography, BibliographyError
+from course_utils.instructor.bibliography import Bibliography, BibliographyError
+from course_utils.instructor.student_markdown import Book, MystError, book_url, convert_notebook, leftover_myst
 from course_utils.report import GLUED, glue, show_glued
-from course_utils.student_markdown import Book, MystError, book_url, convert_notebook, leftover_myst
 
 BIB = r"""
 @inproceedings{chen2020simclr,

@@ -3,7 +3,7 @@ gradebook written from them (CSV, and a self-contained HTML page).
 
 The journal (``grades.jsonl`` beside ``grades.csv``) is the record of a grading run: one JSON line per event,
 appended and flushed to disk at once, so that a run stopped at student 180 keeps 179 results and
-``python -m course_utils.grade ... --resume`` grades only the rest. The CSV and the HTML are written from the
+``python -m course_utils.instructor.grade ... --resume`` grades only the rest. The CSV and the HTML are written from the
 results at the end of every run.
 """
 

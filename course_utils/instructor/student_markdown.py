@@ -1,7 +1,7 @@
 """MyST -> plain Jupyter Markdown, for the student copies that Colab, Kaggle and JupyterLab show as they are.
 
 The book is written in MyST: Sphinx turns its roles and directives into citations, numbers, links and boxes.
-Colab and Jupyter do not run Sphinx and would show them raw, so the student copies (``course_utils.labs``)
+Colab and Jupyter do not run Sphinx and would show them raw, so the student copies (``course_utils.instructor.labs``)
 get every Markdown cell rewritten here:
 
     {cite}`chen2020simclr`              ->  \\[Chen *et al.*, 2020\\]  (and a reference list at the end)
@@ -226,7 +226,7 @@ class Converter:
                 raise MystError(f"{state.where}: a {{{name}}} directive in a cell that is not tagged 'solution'.")
             raise MystError(f"{state.where}: the directive {{{name}}} has no plain-Markdown form in the student "
                             f"copies (known: {', '.join(DIRECTIVES)}). Use one of those, or teach "
-                            "course_utils/student_markdown.py the new one.")
+                            "course_utils/instructor/student_markdown.py the new one.")
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise MystError(f"{state.where}: the {{{name}}} directive has options {unknown} that the student copy "
@@ -300,7 +300,7 @@ class Converter:
                                     "name in this notebook too, with the name written out).")
                 content = pasted
             state.glued.append(content)
-            from .report import glued_label
+            from ..report import glued_label
 
             return f"**`{glued_label(content.split(':')[0])}`**"
         if name == "ref":
@@ -309,7 +309,7 @@ class Converter:
             return self._doc(content, state)
         raise MystError(f"{state.where}: the role {{{name}}}`{content}` has no plain-Markdown form in the student "
                         f"copies (known: {', '.join(ROLES)}). Use one of those, or teach "
-                        "course_utils/student_markdown.py the new one.")
+                        "course_utils/instructor/student_markdown.py the new one.")
 
     def _ref(self, content: str, state: _Cell) -> str:
         explicit = _EXPLICIT.match(content)

@@ -10,14 +10,14 @@ Every chapter notebook follows one skeleton, and these commands rely on its cell
 
 Run from the repository root:
 
-    python -m course_utils.labs students [SRC] [DST]   # notebooks/ -> labs/: solutions removed, plain Markdown
-    python -m course_utils.labs sync [--check]         # badges (chapters, README) and install cells from _config.yml
-    python -m course_utils.labs strip [--check] [NB]   # clear outputs and execution counts before committing
+    python -m course_utils.instructor.labs students [SRC] [DST]  # notebooks/ -> labs/: no solutions, plain Markdown
+    python -m course_utils.instructor.labs sync [--check]        # badges (chapters, README), install cells: _config.yml
+    python -m course_utils.instructor.labs strip [--check] [NB]  # clear outputs and execution counts before committing
 
 The student copies are committed in labs/, and every badge opens them: Colab's and Kaggle's
 ``.../blob/{branch}/labs/NN_name.ipynb`` (the book's own launch button keeps opening the full chapter in
-notebooks/). Their Markdown is plain Jupyter Markdown (``course_utils.student_markdown``); a test checks that
-labs/ is what ``students`` writes now, so after editing a chapter run ``make labs`` and commit labs/.
+notebooks/). Their Markdown is plain Jupyter Markdown (``course_utils.instructor.student_markdown``); a test checks
+that labs/ is what ``students`` writes now, so after editing a chapter run ``make labs`` and commit labs/.
 
 _config.yml is the one place that names the GitHub repository (``repository.url`` and
 ``repository.branch``): Jupyter Book's launch buttons read it, ``sync`` writes it into the notebooks and the
@@ -34,9 +34,9 @@ from pathlib import Path
 try:
     import nbformat
 except ImportError as error:  # students do not need this module; instructors install its extra
-    raise ImportError("course_utils.labs is a tool for instructors and maintainers and needs nbformat, pyyaml and "
-                      "pybtex: pip install -e '.[instructor]' in a clone of the course's repository (it is not on "
-                      "PyPI)") from error
+    raise ImportError("course_utils.instructor.labs is a tool for instructors and maintainers and needs nbformat, "
+                      "pyyaml and pybtex: pip install -e '.[instructor]' in a clone of the course's repository (it is "
+                      "not on PyPI)") from error
 
 from .student_markdown import Book, book_url, chapter_number, convert_notebook
 
@@ -98,7 +98,8 @@ def _tagged(nb, tag: str, path: Path):
     cells = [c for c in nb.cells if tag in tags(c)]
     if not cells:
         raise ValueError(f"{path.name}: no cell is tagged {tag!r}. Every chapter follows the skeleton in "
-                         f"course_utils/labs.py; add the tag to the right cell (View > Cell toolbar > Tags).")
+                         "course_utils/instructor/labs.py; add the tag to the right cell (View > Cell toolbar > "
+                         "Tags).")
     return cells
 
 
@@ -247,7 +248,8 @@ def student_version(nb, path: Path | str = "notebook.ipynb", book: Book | None =
     says "(student version)" and links to the chapter's page in the book; the badges are dropped (they open
     this very copy). Every other Markdown cell is rewritten from MyST to plain Markdown, a cell that prints the
     glued numbers goes under each paragraph that quotes them, and a list of the works cited ends the notebook
-    (``course_utils.student_markdown``). ``book``: read from the repository that holds ``path`` when not given.
+    (``course_utils.instructor.student_markdown``). ``book``: read from the repository that holds ``path`` when not
+    given.
     """
     path = Path(path)
     _check_solutions_tagged(nb, path)
@@ -337,7 +339,8 @@ def strip_notebooks(paths, check: bool = False) -> list[Path]:
 # --- command line ---------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.labs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course_utils.instructor.labs",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=None, help="repository root (default: found from here)")
     commands = parser.add_subparsers(dest="command", required=True)
     students = commands.add_parser("students", help="write the student versions (solutions removed)")
@@ -361,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in stale:
                 print(f"{path}: {verb} _config.yml ({org}/{repo}@{branch})")
             if args.check and stale:
-                print("Run `python -m course_utils.labs sync` to update them.")
+                print("Run `python -m course_utils.instructor.labs sync` to update them.")
                 return 1
             if not stale:
                 print(f"All notebooks name {org}/{repo}@{branch}.")

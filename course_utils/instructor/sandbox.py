@@ -1,6 +1,6 @@
 """Run a student's notebook kernel so that it cannot take the grading machine with it (Linux, no root needed).
 
-The grader (course_utils.grade) starts every kernel through this module. By default each kernel:
+The grader starts its workers (grade.py) and every kernel (grade_one.py) through this module. By default each kernel:
 
 1. runs in its own process session, and when its grading ends EVERY process it started is stopped and
    killed: the members of its session and process group, and every descendant of the grading process,
@@ -365,8 +365,10 @@ def user_tasks() -> int:
 # A worker runs ``target`` ("module:function") on one job at a time. It is a child subreaper (what its jobs
 # orphan stays below it, where ``stop_tree(below=...)`` finds it) and not dumpable (a kernel of the same user
 # can neither read its memory nor write into its pipes through /proc). Messages: pickles, length-prefixed.
-_WORKER = "import sys; sys.path.insert(0, sys.argv[1]); from course_utils.sandbox import _serve; _serve()"
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])  # the folder that holds this course_utils
+_WORKER = "import sys; sys.path.insert(0, sys.argv[1]); from course_utils.instructor.sandbox import _serve; _serve()"
+# The folder that holds this course_utils (this file is course_utils/instructor/sandbox.py): first on the sys.path
+# of the workers and the kernels.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _send(fd: int, message) -> None:

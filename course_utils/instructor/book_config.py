@@ -11,7 +11,7 @@ keyed on the sizes the chapters will really use (the profile after COURSE_OVERRI
 sizes share a folder, and a release that changes a profile's sizes starts a new one). A changed cache path also
 makes Sphinx read every page again, so no page keeps another profile's outputs.
 
-    python -m course_utils.book_config [ROOT]   # writes ROOT/_build/_config.<key>.yml and prints its path
+    python -m course_utils.instructor.book_config [ROOT]   # writes ROOT/_build/_config.<key>.yml and prints its path
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import config
+from .. import config
 
 CACHE_ROOT = Path("_build") / ".jupyter_cache"  # jupyter-book's own default folder; one sub-folder per profile
 
@@ -53,8 +53,8 @@ def write_config(root: str | Path = ".", profile: config.Profile | None = None) 
     book.setdefault("execute", {})["cache"] = str(cache_path(root, profile))
     out = root / "_build" / f"_config.{cache_key(profile)}.yml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = ("# Written by `python -m course_utils.book_config` for `make book`: _config.yml with the execution cache "
-              "of one profile.\n# Edit _config.yml, not this file.\n")
+    header = ("# Written by `python -m course_utils.instructor.book_config` for `make book`: _config.yml with the "
+              "execution cache of one profile.\n# Edit _config.yml, not this file.\n")
     out.write_text(header + yaml.safe_dump(book, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return out
 
