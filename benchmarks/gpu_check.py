@@ -138,9 +138,11 @@ def measure_rates(label: str, device="cuda") -> list[dict]:
                         "value": round(batch / est.seconds_per_step, 1), "notes": notes})
         records.append({"name": f"SimCLR step of the {dataset} recipe, peak memory", "unit": "MiB", "device": label,
                         "value": round(measure.peak_memory_mb(device), 1), "notes": "torch.cuda.max_memory_allocated"})
-    # The sync-free step check (torch.cuda.set_sync_debug_mode("error") around a few steps of train.pretrain)
-    # belongs here too: add its records to this list when it lands.
-    return records
+    # The step that never waits: a few steps of each recipe under torch.cuda.set_sync_debug_mode("error") and the
+    # host round-trip probe (benchmarks/sync_check.py); 0 synchronisations is the promise of train.make_step kept.
+    import sync_check
+
+    return records + [{**record, "device": label} for record in sync_check.check_recipes(device=device)]
 
 
 # --- 3. The chapters, cut short -----------------------------------------------------------------------

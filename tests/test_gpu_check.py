@@ -107,7 +107,12 @@ def test_the_rates_it_records_are_the_ones_the_budget_reads(monkeypatch):
         return measure.Estimate(steps, batch_size, seconds, "x", "bfloat16", 4e12 if images.shape[1] == 3 else 1e9, None)
 
     monkeypatch.setattr(measure, "estimate_pretraining", fake)
+    import sync_check  # its own test is tests/test_sync_free.py; here only that its records join the rates
+
+    monkeypatch.setattr(sync_check, "check_recipes", lambda device: [{"name": "synchronisations in the x step",
+                                                                        "value": 0, "unit": "count", "device": "cpu"}])
     records = {r["name"]: r for r in gpu_check.measure_rates("cuda (x)", device="cpu")}
+    assert records["synchronisations in the x step"]["device"] == "cuda (x)"
     assert records[gpu_check.budget.TFLOPS_RECORD]["value"] == 8.0  # 4 TFLOP a step in 0.5 s
     assert records[gpu_check.budget.FLOOR_RECORD]["value"] == 0.012
     assert records["SimCLR step of the cifar10 recipe, images/s"]["value"] == 1024  # batch 512 in 0.5 s
