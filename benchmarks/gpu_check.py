@@ -6,7 +6,8 @@ that the budget needs, the training and augmentation benchmarks, all merged into
 1. Says up front how long it will take on an A100-class GPU, by the course's own budget (under 20 minutes).
 2. Measures what the budget estimates (``course_utils.budget``): the sustained TFLOP/s of the course's SimCLR
    step of the CIFAR ResNet-18 (batch 512, the course's precision) and the seconds of a step of the small
-   MNIST CNN (the per-step floor), with the images/s and the peak memory of each.
+   MNIST CNN (the per-step floor), with the images/s and the peak memory of each; and that the training step
+   never waits for the GPU (benchmarks/sync_check.py: a few steps under torch.cuda.set_sync_debug_mode("error")).
 3. Executes all seven chapters in order, each in a fresh kernel, in the gpu profile with every long loop cut by
    COURSE_OVERRIDES (``CUT``: pretraining, labs and their seeds, supervised baselines, probes; chapter 4 trains
    ``--epochs`` epochs of CIFAR-10), in a fresh checkpoint folder (chapters 5 and 6 load what 2 and 4 saved),
