@@ -57,6 +57,8 @@ CUT = {
     "lab_train_size": 4000,
     "lab_steps": 40,  # the MNIST labs of chapters 2, 3 and 5
     "lab_cifar_steps": 16,  # chapter 4's lab
+    "lab_cifar_train_size": 2048,
+    "ddp_steps": 16,  # chapter 7's demonstration run
     "lab_seeds": (0,),
 }
 

@@ -231,7 +231,8 @@ class _Chapter:
         return self.profile.lab_steps if dataset == "mnist" else self.profile.lab_cifar_steps
 
     def lab_train(self, dataset: str) -> int:
-        return min(self.profile.lab_train_size or N_TRAIN[dataset], self.n_train(dataset))
+        size = self.profile.lab_train_size if dataset == "mnist" else self.profile.lab_cifar_train_size
+        return min(size or N_TRAIN[dataset], self.n_train(dataset))
 
 
 def _clustering_flops(n: int, dims: list[int]) -> float:
@@ -328,13 +329,15 @@ def _ch7(c: _Chapter) -> None:
     c.add("setup", "setup", c.setup_s)
     c.add("the demonstrations: 3 launches of 2 processes", "cpu", 3 * PROCESS_START_S)
     # One GPU (Colab): the launches run 2 processes on the CPU, the schedule capped at the cpu profile's.
-    sizes, note = profile_sizes("cifar10", p, torch.device("cpu"))
+    sizes, note = profile_sizes("cifar10", p, torch.device("cpu"), demo=True)
     n, batch = min(sizes["train_size"] or N_TRAIN["cifar10"], N_TRAIN["cifar10"]), sizes["batch_size"]
     steps = config.epochs_for(sizes["steps"], n, min(batch, n)) * (n // min(batch, n))
     width = config.PROFILES["cpu"].cifar_width if note else p.cifar_width
     flops = steps * min(batch, n) * 2 * 3 * _forward("cifar10", width, "model")
     c.add(f"chapter 4's recipe in 2 CPU processes, {steps:,} steps of {min(batch, n)} (interrupted, resumed)", "cpu",
           flops / CPU_FLOPS + 2 * PROCESS_START_S)
+    c.sweep("lab: the plain gather's gradient", "mnist", [c.lab_steps("mnist")] * 3 * len(p.lab_seeds),
+            c.lab_train("mnist"))
 
 
 _CHAPTER_ITEMS = dict(zip(CHAPTERS, (_ch1, _ch2, _ch3, _ch4, _ch5, _ch6, _ch7)))

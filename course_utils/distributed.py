@@ -24,7 +24,8 @@ the gloo backend: its fallback uses all-to-all, which gloo lacks.)
 
 Also here: the process group from torchrun's environment (``setup``/``cleanup``), per-rank augmentation
 seeds (``rank_seed``), batch norm across GPUs (``sync_batchnorm``: nn.SyncBatchNorm, the paper's global BN,
-which PyTorch implements for GPUs only), and a self-check for chapter 7's exercise.
+which PyTorch implements for GPUs only), the plain gather simulated in one process for chapter 7's lab
+(``nt_xent_plain_gather``), and a self-check for chapter 7's exercise.
 
 References: Chen et al. 2020 (SimCLR, §2.2 "Training with large batch size" and "Global BN"); Li et al.
 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training" (DDP); da Costa et al. 2022
@@ -283,6 +284,34 @@ def nt_xent_global(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
         return nt_xent(z1, z2, temperature, check_finite=False)
     z_all = (gather or gather_with_grad)(torch.cat([z1, z2]))
     return local_anchor_loss(z_all, rank, world, temperature)
+
+
+def nt_xent_plain_gather(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, *, world_size: int,
+                         check_finite: bool = True) -> torch.Tensor:  # fmt: skip
+    """NT-Xent of the whole batch as ``world_size`` data-parallel ranks with the PLAIN gather would differentiate
+    it, simulated in one process (chapter 7's lab): pair i lives on rank i // (N / world_size), and every anchor
+    sees the rows of the other ranks as constants (detached). The value is ``losses.nt_xent``'s; the gradient
+    keeps, for each row, its own terms as an anchor and the pushes of its own rank's anchors only. With
+    ``world_size=1`` nothing is detached: it is ``nt_xent``, gradient and all.
+
+    z1, z2: N×D, row i of each a positive pair; N must split evenly over the ranks. Returns a scalar.
+    """
+    _check(z1, z2, temperature)
+    if check_finite:
+        _check_finite(z1, z2)
+    n = len(z1)
+    if world_size < 1 or n % world_size:
+        raise ValueError(f"the batch of {n} pairs must split evenly over world_size={world_size} ranks: choose a "
+                         f"number of ranks that divides the batch size.")
+    dtype = torch.promote_types(z1.dtype, torch.float32)
+    with torch.autocast(device_type=z1.device.type, enabled=False):
+        u = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
+        rank = torch.arange(2 * n, device=u.device) % n // (n // world_size)  # the rank that holds each row
+        same_rank = rank[:, None] == rank[None, :]
+        sim = torch.where(same_rank, u @ u.T, u @ u.detach().T) if world_size > 1 else u @ u.T
+        sim = (sim / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
+        positive = (torch.arange(2 * n, device=u.device) + n) % (2 * n)
+        return (torch.logsumexp(sim, dim=1) - sim[torch.arange(2 * n, device=u.device), positive]).mean()
 
 
 # --- Chapter 7's self-check ---------------------------------------------------------------------------

@@ -5,8 +5,8 @@
     plot_sweep(table, "augment")                    # one figure: the probe accuracy for each value
 
 Every run is the chapter's recipe (``encoders.RECIPES``) with ONE setting changed (``augment``, ``temperature``,
-``batch_size`` or ``head``), trained for a budget of optimiser steps, and scored the same way: a linear probe on
-h = f(x) and on z = g(h) with the training labels, and the weighted kNN classifier on h. The test images are
+``batch_size``, ``head`` or ``plain_gather``), trained for a budget of optimiser steps, and scored the same way: a
+linear probe on h = f(x) and on z = g(h) with the training labels, and the weighted kNN classifier on h. The test images are
 used for scoring only. A run's result is saved under ``checkpoint_dir(profile)/experiments/`` keyed by
 everything that defines it, so running a cell again, or another sweep that contains the same run (the
 recipe's own setting appears in every sweep), takes no time. While a run trains it writes a checkpoint there
@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from functools import partial
 
 import pandas as pd
 import torch
@@ -34,7 +35,7 @@ from . import config
 from .augment import SimCLRAugment
 from .encoders import RECIPES, _check, build_encoder, build_optimizer
 
-SETTINGS = ("augment", "temperature", "batch_size", "head")
+SETTINGS = ("augment", "temperature", "batch_size", "head", "plain_gather")
 HEADS = ("none", "linear", "mlp")
 METRICS = {"probe_h": "linear probe on h", "probe_z": "linear probe on z", "knn_h": "kNN on h"}
 RESULT_VERSION = 3  # bump when what a run computes changes, so old saved results are not reused
@@ -96,7 +97,7 @@ def _features(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> 
     from .evaluate import extract_features
 
     model.eval()
-    h = extract_features(model.encoder, images, batch_size=batch_size)
+    h = extract_features(model.encoder, images)  # in batches of the size that suits the device
     device = next(model.parameters()).device
     z = torch.cat([model.head(h[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(h), batch_size)])
     return h, z
@@ -104,10 +105,13 @@ def _features(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> 
 
 def run_simclr(dataset: str, train, test, *, steps: int, batch_size: int | None = None,
                temperature: float | None = None, augment: SimCLRAugment | None = None, head: str = "mlp",
-               seed: int = 0, profile: config.Profile | None = None, device=None, cache: bool = True) -> dict:
+               seed: int = 0, plain_gather: int = 1, profile: config.Profile | None = None, device=None,
+               cache: bool = True) -> dict:
     """One short SimCLR run of ``dataset``'s recipe with the given changes, and its scores.
 
     train, test  ImageData (labels are used for scoring only). steps: optimiser steps.
+    plain_gather W > 1: the gradient that W data-parallel ranks with a plain all_gather would get, simulated in
+                 this process (``distributed.nt_xent_plain_gather``, chapter 7); 1: NT-Xent itself.
     Returns {"probe_h", "probe_z", "knn_h"} (test accuracies in [0, 1]), "final_loss", "seconds" (training
     time, the epochs before an interruption included), "steps", "batch_size", "temperature", "head", "seed" and
     "cached" (True when read from disk). With ``cache``, the run checkpoints every epoch and resumes.
@@ -122,15 +126,26 @@ def run_simclr(dataset: str, train, test, *, steps: int, batch_size: int | None 
     device = torch.device(device) if device is not None else config.get_device()
     batch_size = min(batch_size or (profile.mnist_batch_size if key == "mnist" else profile.cifar_batch_size),
                      len(train))
+    if isinstance(plain_gather, bool) or not isinstance(plain_gather, int) or plain_gather < 1 \
+            or batch_size % plain_gather:
+        raise ValueError(f"plain_gather must be a number of ranks that divides the batch ({batch_size}), got "
+                         f"{plain_gather!r}")
     temperature = temperature if temperature is not None else recipe.temperature
     augment = augment if augment is not None else recipe.build_augment()
     spec = {"version": RESULT_VERSION, "dataset": key, "data": train.name, "n_train": len(train), "n_test": len(test),
             "steps": steps, "batch_size": batch_size, "temperature": temperature, "augment": repr(augment),
             "head": head, "seed": seed, "recipe": asdict(recipe), "probe_iterations": profile.probe_iterations}
+    if plain_gather != 1:  # only then: the recipe's own run keeps its key, and is shared with the other sweeps
+        spec["plain_gather"] = plain_gather
     path = _cache_path(spec, profile)
     if cache and path.exists():
         return {**json.loads(path.read_text()), "cached": True}
 
+    loss_fn = None  # train.pretrain's default: NT-Xent
+    if plain_gather != 1:
+        from .distributed import nt_xent_plain_gather
+
+        loss_fn = partial(nt_xent_plain_gather, world_size=plain_gather, check_finite=False)
     encoder = build_encoder(key, seed=seed, profile=profile)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)  # as encoders.build_model: the head too is the seed's, whatever ran before
@@ -139,7 +154,7 @@ def run_simclr(dataset: str, train, test, *, steps: int, batch_size: int | None 
                                                    batch_size=batch_size)
     run_path = path.with_suffix(".run.pt") if cache else None  # resumable: saved every epoch, removed at the end
     history = pretrain(model, train.images, augment, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                       scheduler=scheduler, temperature=temperature, seed=seed, progress=False,
+                       scheduler=scheduler, temperature=temperature, seed=seed, progress=False, loss_fn=loss_fn,
                        checkpoint_path=run_path)
     seconds = sum(row["seconds"] for row in history)
     (h_train, z_train), (h_test, z_test) = _features(model, train.images), _features(model, test.images)

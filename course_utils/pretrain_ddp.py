@@ -14,8 +14,10 @@ on its slice of it, gathers the negatives of all ranks with gradients and averag
 ``train.pretrain`` and ``distributed``). LARS's learning rate, 0.4 × B / 256, follows the global batch B.
 
 Sizes: the profile's (``COURSE_PROFILE``), chapter 4's Colab-sized schedule (``recipe_steps``: steps, global
-batch) on ``cifar_train_size`` images, or the flags. A schedule meant for GPUs would take days in CPU
-processes, so on the CPU the profile's sizes are capped at the ``cpu`` profile's (the run says so).
+batch) on ``cifar_train_size`` images, or the flags; ``--demo``, chapter 7's run: ``ddp_steps`` on
+``ddp_train_size`` images (in the cpu profile a few short epochs, enough to show the machinery). A schedule meant
+for GPUs would take days in CPU processes, so on the CPU the profile's sizes are capped at the ``cpu``
+profile's (the run says so).
 
 Data: under ``torchrun`` a missing data set is an error, on every rank, unless ``--allow-standin`` is given:
 compute nodes often have no network, and a run on the offline stand-in would otherwise look like a run on the
@@ -47,17 +49,26 @@ from .encoders import RECIPES, build_model, recipe_steps
 from .train import RecipeMismatchError
 
 
-def profile_sizes(dataset: str, profile: config.Profile, device: torch.device) -> tuple[dict, str | None]:
-    """({"steps", "batch_size", "train_size"}, note): the profile's pretraining sizes for ``dataset`` (batch is the
-    GLOBAL batch), capped at the ``cpu`` profile's when the processes run on a CPU; ``note`` says when it was."""
+def _sizes(dataset: str, profile: config.Profile, demo: bool) -> dict:
     steps, batch = recipe_steps(dataset, profile)
     train = profile.cifar_train_size if dataset == "cifar10" else profile.mnist_train_size
-    sizes = {"steps": steps, "batch_size": batch, "train_size": train}
+    if demo:  # chapter 7's run: the profile's ddp sizes where it has them
+        steps = profile.ddp_steps or steps
+        train = profile.ddp_train_size if profile.ddp_train_size is not None else train
+    return {"steps": steps, "batch_size": batch, "train_size": train}
+
+
+def profile_sizes(dataset: str, profile: config.Profile, device: torch.device, *,
+                  demo: bool = False) -> tuple[dict, str | None]:
+    """({"steps", "batch_size", "train_size"}, note): the profile's pretraining sizes for ``dataset`` (batch is the
+    GLOBAL batch), capped at the ``cpu`` profile's when the processes run on a CPU; ``note`` says when it was.
+    ``demo``: chapter 7's run (``profile.ddp_steps`` on ``profile.ddp_train_size`` images, where they are set)."""
+    sizes = _sizes(dataset, profile, demo)
+    steps, batch, train = sizes["steps"], sizes["batch_size"], sizes["train_size"]
     if device.type != "cpu":
         return sizes, None
-    cpu = config.PROFILES["cpu"]
-    cpu_steps, cpu_batch = recipe_steps(dataset, cpu)
-    cpu_train = cpu.cifar_train_size if dataset == "cifar10" else cpu.mnist_train_size
+    cpu = _sizes(dataset, config.PROFILES["cpu"], demo)
+    cpu_steps, cpu_batch, cpu_train = cpu["steps"], cpu["batch_size"], cpu["train_size"]
     capped = {"steps": min(steps, cpu_steps), "batch_size": min(batch, cpu_batch),
               "train_size": cpu_train if train is None else min(train, cpu_train or train)}  # fmt: skip
     if capped == sizes:
@@ -112,6 +123,10 @@ def _arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--download-only", action="store_true",
                         help="download the data set into COURSE_DATA and exit (on a machine with network access, "
                              "e.g. a cluster's login node, before submitting the job)")
+    parser.add_argument("--demo", action="store_true",
+                        help="chapter 7's short run: the profile's ddp_steps on ddp_train_size images (on a CPU, the cpu "
+                             "profile's: a few epochs that show the launch, an interruption and the resume), instead "
+                             "of chapter 4's schedule")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -212,7 +227,7 @@ def _main(args, run: distributed.Dist) -> int:
     profile = config.get_profile()
     config.banner(profile)
     recipe = RECIPES[args.dataset]
-    sizes, note = profile_sizes(args.dataset, profile, run.device)
+    sizes, note = profile_sizes(args.dataset, profile, run.device, demo=args.demo)
     steps, batch_size, train_size = (args.steps or sizes["steps"], args.batch_size or sizes["batch_size"],
                                      args.train_size or sizes["train_size"])
     if note and not (args.steps and args.batch_size and args.train_size):

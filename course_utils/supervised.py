@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from . import config
 from .augment import call_augment, to_float
-from .train import _set_rng_state, load_checkpoint, mixed_precision, save_checkpoint
+from .train import CHANNELS_LAST_DEVICES, _set_rng_state, load_checkpoint, mixed_precision, save_checkpoint
 
 
 def train_supervised(encoder: nn.Module, images: torch.Tensor, labels, *, steps: int, batch_size: int, lr: float,
@@ -69,6 +69,8 @@ def train_supervised(encoder: nn.Module, images: torch.Tensor, labels, *, steps:
         torch.manual_seed(seed)
         head = nn.Linear(feature_dim, n_classes)
     model = nn.Sequential(encoder, head).to(device)
+    if device.type in CHANNELS_LAST_DEVICES:  # train.pretrain's layout: faster convolutions on GPUs and CPUs
+        model = model.to(memory_format=torch.channels_last)
     images, labels = images.to(device), labels.to(device)
     batch_size = min(batch_size, len(images))
     dtype, scaler = mixed_precision(device, amp)

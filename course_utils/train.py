@@ -206,6 +206,12 @@ def cudnn_autotune(device: torch.device | str):
         torch.backends.cudnn.benchmark = previous
 
 
+# Where channels_last (N×H×W×C) is the default layout of a training step: tensor-core convolutions want it, and on the
+# CPU oneDNN's convolutions run faster in it too (a SimCLR step of the cpu profile took 0.70-0.80 of the time of
+# the default layout, small CNN and quarter-width ResNet-18, 1 or 2 threads, on a 2-core AMD EPYC; 2026-12-07).
+CHANNELS_LAST_DEVICES = ("cuda", "cpu")
+
+
 def make_step(model: nn.Module, augment: Callable, optimizer: torch.optim.Optimizer, scheduler=None, *,
               temperature: float, amp="auto", channels_last="auto", compile_model: bool = False,
               loss_fn: Callable | None = None, distributed_step: bool | None = None, sync_bn: bool = True):
@@ -222,7 +228,7 @@ def make_step(model: nn.Module, augment: Callable, optimizer: torch.optim.Optimi
     """
     device = next(model.parameters()).device
     dtype, scaler = mixed_precision(device, amp)
-    use_cl = channels_last is True or (channels_last == "auto" and device.type == "cuda")
+    use_cl = channels_last is True or (channels_last == "auto" and device.type in CHANNELS_LAST_DEVICES)
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
     if distributed_step is None:
         distributed_step = distributed.is_distributed()
@@ -454,7 +460,8 @@ def pretrain(model: nn.Module, images: torch.Tensor, augment: Callable, *, epoch
              ``generator=`` when it accepts it, so a resumed run draws the same views.
     amp      "auto": bf16 autocast at compute capability ≥ 8.0, fp16 + GradScaler on older GPUs, fp32 on
              a CPU; False for fp32, or a torch dtype (see ``mixed_precision``).
-    channels_last  "auto" (on a GPU), True or False: the memory layout tensor-core convolutions want.
+    channels_last  "auto" (on a GPU and a CPU: ``CHANNELS_LAST_DEVICES``), True or False: the memory layout
+             tensor-core convolutions want, and in which the CPU's (oneDNN) convolutions run faster too.
     compile_model  run the model through ``torch.compile`` (minutes of compiling, then faster steps).
     checkpoint_path  saved after every epoch; if it exists, training resumes from it (a finished
              run returns its history at once). On a CPU a resumed run ends bit-identical to an

@@ -21,7 +21,8 @@ def test_every_chapter_of_the_gpu_profile_fits_a_free_t4_session():
 
 
 def test_the_test_above_would_catch_the_old_lab_sizes():
-    old_lab = with_overrides(config.PROFILES["gpu"], lab_cifar_steps=1940, lab_seeds=(0, 1, 2), lab_train_size=None)
+    old_lab = with_overrides(config.PROFILES["gpu"], lab_cifar_steps=1940, lab_seeds=(0, 1, 2),
+                             lab_cifar_train_size=None)
     minutes = budget.chapter_budget("T4", old_lab, results="/nonexistent").minutes()
     assert minutes["04_resnet18_cifar10"] > 2 * budget.SESSION_MINUTES  # hours of lab, as the issue found
 

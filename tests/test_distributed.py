@@ -25,7 +25,7 @@ import torch.nn as nn
 from course_utils import distributed
 from course_utils.augment import SimCLRAugment
 from course_utils.distributed import (check_local_anchor_loss, local_anchor_loss, local_slice, nt_xent_global,
-                                      rank_seed, sync_batchnorm)
+                                      nt_xent_plain_gather, rank_seed, sync_batchnorm)
 from course_utils.losses import nt_xent
 from course_utils.config import PROFILES
 from course_utils.models import ProjectionHead, SimCLRModel, SmallCNN
@@ -137,6 +137,24 @@ def test_the_self_check_of_chapter_7(capsys):
     assert not check_local_anchor_loss(own_rows_only) and "own 2n rows only" in capsys.readouterr().out
 
 
+def test_the_simulated_plain_gather_is_nt_xent_for_one_rank_and_refuses_an_uneven_split():
+    g = torch.Generator().manual_seed(3)
+    grads = []
+    for loss_fn in (lambda a, b: nt_xent(a, b, T), lambda a, b: nt_xent_plain_gather(a, b, T, world_size=1),
+                    lambda a, b: nt_xent_plain_gather(a, b, T, world_size=4)):
+        g.manual_seed(3)
+        a = torch.randn(8, DIM, generator=g, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(8, DIM, generator=g, dtype=torch.float64, requires_grad=True)
+        loss = loss_fn(a, b)
+        loss.backward()
+        grads.append((loss.item(), torch.cat([a.grad, b.grad])))
+    (exact_loss, exact), (one_loss, one), (four_loss, four) = grads
+    assert one_loss == pytest.approx(exact_loss, abs=1e-12) and torch.allclose(one, exact, atol=1e-12)
+    assert four_loss == pytest.approx(exact_loss, abs=1e-12) and not torch.allclose(four, exact, atol=1e-3)
+    with pytest.raises(ValueError, match="split evenly over world_size=3"):
+        nt_xent_plain_gather(torch.randn(8, 4), torch.randn(8, 4), T, world_size=3)
+
+
 # --- 2 processes against 1: the loss, the gradients, the update ---------------------------------------
 
 def _equality_worker(rank, world, store, out):
@@ -226,6 +244,12 @@ def test_two_processes_give_the_loss_gradients_and_update_of_one_process_with_th
     # The trap: a plain all_gather gives the same loss value and a different gradient.
     assert plain_loss_diff < 1e-6 and plain_grad_diff > 1e-3
     assert (plain - exact).norm() / exact.norm() > 0.05
+    # Chapter 7's lab simulates the plain gather in one process: the same loss, and the two processes' gradient.
+    a, b = z1.detach().clone().requires_grad_(), z2.detach().clone().requires_grad_()
+    simulated = nt_xent_plain_gather(a, b, T, world_size=WORLD)
+    simulated.backward()
+    assert abs(simulated.item() - whole.item()) < 1e-6
+    assert (torch.cat([a.grad, b.grad]) - plain).abs().max().item() < 1e-6
 
     # A training step of train.pretrain on 2 ranks = one step of one process with the 16 pairs.
     ref_loss, ref_grads, ref_params = _one_process_step()
@@ -395,6 +419,11 @@ def test_the_learning_rate_follows_the_global_batch_and_cpu_runs_are_capped():
     assert sizes == {"steps": cpu.cifar_colab_steps, "batch_size": cpu.cifar_batch_size,
                      "train_size": cpu.cifar_train_size} and "capped" in note
     assert profile_sizes("cifar10", PROFILES["smoke"], torch.device("cpu"))[1] is None
+    # Chapter 7's short run (--demo): the cpu profile's few epochs in CPU processes; on GPUs the profile's own sizes.
+    demo, note = profile_sizes("cifar10", gpu, torch.device("cpu"), demo=True)
+    assert demo == {"steps": cpu.ddp_steps, "batch_size": cpu.cifar_batch_size, "train_size": cpu.ddp_train_size}
+    assert "capped" in note and demo["steps"] < cpu.cifar_colab_steps
+    assert profile_sizes("cifar10", cpu, torch.device("cpu"), demo=True) == (demo, None)
 
 
 def test_chapter_7_shows_the_repositorys_slurm_example_and_it_parses():

@@ -57,6 +57,17 @@ def test_heads_none_linear_mlp_and_the_figure(digits, tmp_path, monkeypatch):
     assert len(experiments.plot_sweep(table).axes[0].lines) == 2
 
 
+def test_a_simulated_plain_gather_is_a_run_of_its_own_and_one_rank_is_the_recipe(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    train, test = digits
+    kw = dict(dataset="mnist", train=train, test=test, steps=1, profile=SMOKE, device="cpu", progress=False)
+    experiments.sweep("head", ["mlp"], **kw)  # the recipe's run, as another chapter's sweep makes it
+    table = experiments.sweep("plain_gather", {"1 process": 1, "2 ranks": 2}, **kw)
+    assert list(table["cached"]) == [True, False]  # W = 1 is the recipe itself: read back; W = 2 trains
+    with pytest.raises(ValueError, match="divides the batch"):
+        experiments.run_simclr("mnist", train, test, steps=1, plain_gather=3, profile=SMOKE, device="cpu", cache=False)
+
+
 def test_bad_settings_are_refused(digits):
     train, test = digits
     with pytest.raises(ValueError, match="setting must be one of"):

@@ -313,6 +313,14 @@ def test_channels_last_gives_the_same_training_as_the_default_layout():
     assert histories[0] == pytest.approx(histories[1], rel=1e-4)
 
 
+def test_the_default_layout_is_channels_last_on_a_cpu_too():
+    from course_utils.train import make_step
+
+    model, opt, _ = make_run(epochs=1)
+    assert make_step(model, toy_augment, opt, temperature=0.5).memory_format == torch.channels_last  # "auto"
+    assert make_step(model, toy_augment, opt, temperature=0.5, channels_last=False).memory_format == torch.contiguous_format
+
+
 def test_compiled_model_trains_like_the_eager_one():
     images, _ = toy_images(128)
     losses = []
