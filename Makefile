@@ -66,10 +66,12 @@ gpu-check: setup
 	$(PY) benchmarks/gpu_check.py $(if $(QUICK),--quick,)
 
 # After a cpu build of the book (COURSE_PROFILE=cpu make book): copy each chapter's execution time from the build's
-# jupyter-cache into course_utils/chapter_times.json, which the chapters' headers and the instructors' guide read
-# (they show it from the next build on: the cache keys on the notebooks' code). Commit the file.
+# jupyter-cache into course_utils/chapter_times.json, which the chapters' headers and the instructors' guide read,
+# then rebuild the cpu book's pages with them (only the guide's page executes again, in seconds). Commit the file.
 chapter-times: setup
 	$(PY) -m course_utils.chapter_times record --cache _build/.jupyter_cache
+	config=$$(COURSE_PROFILE=cpu $(PY) -m course_utils.instructor.book_config) && \
+	COURSE_PROFILE=cpu COURSE_PROGRESS=lines $(VENV)/bin/jupyter-book build . --all --keep-going --config "$$config"
 
 clean:
 	rm -rf _build

@@ -10,8 +10,8 @@ Where they show: each chapter prints its own two figures in the cell after its s
 Colab, Jupyter); the book's chapter headers and the instructors' guide paste them from the guide's page,
 which computes them with ``glue_all`` (``{glue:text}`../book/instructors.md::ch4_time_cpu:s```: a paste from
 another page needs its format, ``:s``). Executing that page takes seconds, so ``record`` drops it from the
-book's execution cache, and the next build (with ``--all``, so that Sphinx rewrites the chapters' pages too)
-shows the new figures without executing any chapter again.
+book's execution cache, and the next build (with ``--all``, so that Sphinx rewrites the chapters' pages too;
+``make chapter-times`` runs both) shows the new figures without executing any chapter again.
 
 ``cpu``: the execution time of the whole chapter (labs included) in the last ``cpu`` book build, which
 jupyter-cache records for every notebook it executes; ``record`` copies it into ``chapter_times.json`` (shipped
@@ -95,9 +95,21 @@ def _banner(nb) -> dict | None:
     return None
 
 
+def _profile_cache(cache_dir: Path) -> Path:
+    """The newest ``cpu-*`` folder of ``cache_dir``, where ``make book`` keeps the cpu profile's executions (one
+    folder per profile and sizes: course_utils.instructor.book_config); else ``cache_dir`` itself if it is a cache."""
+    builds = sorted(cache_dir.glob("cpu-*/global.db"), key=lambda db: db.stat().st_mtime)
+    if builds:
+        return builds[-1].parent
+    if (cache_dir / "global.db").exists():
+        return cache_dir
+    raise FileNotFoundError(f"no cpu book build's cache in {cache_dir}: run `COURSE_PROFILE=cpu make book` first")
+
+
 def record(cache_dir: str | Path = "_build/.jupyter_cache", notebooks: str | Path = "notebooks",
            out: str | Path = TIMES) -> dict:
     """Copy the execution times of the ``cpu`` book build from jupyter-cache into ``out``; return what was written.
+    ``cache_dir``: the build's cache (its newest ``cpu-*`` folder when it holds one per profile, as ``make book``'s).
 
     A chapter is taken when the cache holds a run of the notebook as it is now whose banner says profile cpu on a
     cpu device without COURSE_OVERRIDES; the others keep their earlier entry and are reported as skipped.
@@ -107,7 +119,7 @@ def record(cache_dir: str | Path = "_build/.jupyter_cache", notebooks: str | Pat
 
     from .budget import CHAPTERS
 
-    cache = get_cache(str(cache_dir))
+    cache = get_cache(str(_profile_cache(Path(cache_dir))))
     times = read_times(out)
     cpu = times.setdefault("cpu", {})
     chapters = cpu.setdefault("chapters", {})
@@ -162,7 +174,7 @@ def main(argv=None) -> int:
         print(f"recorded {len(done['taken'])} of 7 chapters in {args.out}")
         if not done["taken"]:
             return 1
-        print(f"now rebuild the book with `jupyter-book build . --all`: only {SHOWN_ON} executes again")
+        print(f"now rebuild the book's pages (make chapter-times does): only {SHOWN_ON} executes again")
     from .budget import CHAPTERS
 
     for chapter in CHAPTERS:

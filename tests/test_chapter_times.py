@@ -78,3 +78,14 @@ def test_every_chapter_prints_its_times_and_its_header_pastes_them_from_the_one_
         header = nb.cells[setup + 1]
         assert f'chapter_times("{chapter}")' in header.source and "remove-cell" in header.metadata["tags"]
         assert f"{{glue:text}}`ch{n}_time_cpu`" in guide and f"{{glue:text}}`ch{n}_time_gpu`" in guide
+
+
+def test_record_finds_the_cpu_builds_folder_under_the_cache_root_that_make_book_uses(tmp_path):
+    jc = pytest.importorskip("jupyter_cache")
+    root = tmp_path / ".jupyter_cache"
+    with pytest.raises(FileNotFoundError, match="COURSE_PROFILE=cpu make book"):
+        chapter_times.record(root, ROOT / "notebooks", tmp_path / "times.json")
+    for name in ("smoke-000000000000", "cpu-111111111111"):
+        jc.get_cache(str(root / name)).list_cache_records()  # creates the folder's database
+    assert chapter_times._profile_cache(root) == root / "cpu-111111111111"
+    assert chapter_times._profile_cache(root / "smoke-000000000000") == root / "smoke-000000000000"
