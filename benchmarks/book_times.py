@@ -8,7 +8,8 @@
 notebook took (``execution_seconds``). This script reads those records; it runs nothing. Measure from a fresh
 clone with a fresh ``COURSE_HOME`` (e.g. ``COURSE_HOME=$PWD/_build/home make book``): with the default home, a
 second build finds the first one's checkpoints and saved lab runs and trains nothing, and its times mean nothing.
-A build over several cache folders (profiles) reports the newest folder unless ``--cache`` names one.
+A build over several cache folders (profiles) reports the newest folder unless ``--cache`` names one; a build
+from before the folders per profile (its cache is ``_build/.jupyter_cache`` itself) is read too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from pathlib import Path
 def page_seconds(root: str | Path, cache: str | None = None) -> tuple[str, dict[str, float]]:
     """(cache folder name, {page path relative to ``root``: seconds}) of the newest (or the named) cache folder."""
     root = Path(root).resolve()
-    caches = sorted((root / "_build" / ".jupyter_cache").glob("*/global.db"), key=lambda p: p.stat().st_mtime)
+    folder = root / "_build" / ".jupyter_cache"
+    # a folder per profile since #27; one cache at the root before (a build of 75c1c52, the baseline of #29)
+    caches = sorted([*folder.glob("*/global.db"), *folder.glob("global.db")], key=lambda p: p.stat().st_mtime)
     if cache:
         caches = [p for p in caches if p.parent.name == cache]
     if not caches:
