@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -203,6 +204,9 @@ def attacked(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRADER_TEST_SECRET", "hunter2")  # the grader has it; no kernel may see it
         patch.setenv("COURSE_DATA", str(tmp / "data"))
+        (tmp / "tmp").mkdir()
+        patch.setattr(tempfile, "tempdir", str(tmp / "tmp"))  # where the grader makes its scratch folders
+        patch.setenv("TMPDIR", str(tmp / "tmp"))  # and its workers
         start = time.monotonic()
         code = grade.main([str(tmp / "subs"), "--out", str(tmp / "out" / "grades.csv"), "--html",
                            str(tmp / "out" / "grades.html"), "--reference", str(reference), "--jobs", "2",
@@ -216,7 +220,7 @@ def attacked(tmp_path_factory):
         print(f"{student:9s} {row[f'{CHAPTER}/status']:20s} {row[f'{CHAPTER}/check_lloyd']:8s} "
               f"{row[f'{CHAPTER}/notes']} | {row[f'{CHAPTER}/messages']}")
     print(f"graded in {seconds:.0f} s")
-    return dict(code=code, rows=rows, csv=csv_text, evidence=evidence, tmp=tmp,
+    return dict(code=code, rows=rows, csv=csv_text, evidence=evidence, tmp=tmp, left=sorted((tmp / "tmp").iterdir()),
                 journal=(tmp / "out" / "grades.jsonl").read_text(), html=(tmp / "out" / "grades.html").read_text())
 
 
@@ -304,6 +308,10 @@ def test_a_forged_report_is_flagged(attacked):
     assert "cell 0 line 9 assigns to IPython.display.display" in notes
 
 
+def test_no_scratch_folder_is_left_behind_not_even_a_killed_workers(attacked):
+    assert attacked["left"] == []  # the kernels' folders (connection keys, copies of the students' files)
+
+
 def test_a_notebook_that_kills_its_grader_is_stopped_and_the_others_go_on(attacked):
     status, check, notes, _ = result(attacked, "killer")
     assert (status, check) == (grade.STOPPED, "not run"), notes
@@ -323,7 +331,8 @@ def test_an_interrupted_run_keeps_its_results_and_resume_grades_the_rest(tmp_pat
                    subs / f"bob_{CHAPTER}.ipynb")
     command = [sys.executable, "-m", "course_utils.instructor.grade", str(subs), "--out", str(out / "grades.csv"),
                "--reference", str(reference), "--jobs", "2"]
-    env = {**os.environ, "COURSE_DATA": str(tmp_path / "data")}
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "COURSE_DATA": str(tmp_path / "data"), "TMPDIR": str(tmp_path / "tmp")}
     run = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -333,6 +342,7 @@ def test_an_interrupted_run_keeps_its_results_and_resume_grades_the_rest(tmp_pat
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130 and "--resume" in err
     assert not alive(int(pid_file.read_text())), "the kernel of the interrupted notebook was stopped"
+    assert list((tmp_path / "tmp").iterdir()) == [], "an interrupted run leaves no scratch folder behind"
     journal = [json.loads(line) for line in (out / "grades.jsonl").read_text().splitlines()]
     assert [(r["type"], r.get("student")) for r in journal if r["type"] in ("start", "result")] == [
         ("start", "amy"), ("result", "amy"), ("start", "bob")]

@@ -36,8 +36,10 @@ import argparse
 import datetime
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -183,6 +185,7 @@ def grade(submissions: str | Path, reference: str | Path, timeout: float = 600, 
     if readable:
         sandbox.become_subreaper(True)
         sandbox.set_dumpable(False)
+        options = replace(options, scratch=tempfile.mkdtemp(prefix="grading-"))
         try:
             sandbox.run_in_workers([(s, options) for s in readable], "course_utils.instructor.grade:_grade_job", jobs,
                                    limit=timeout + CHECKS_TIMEOUT + KERNEL_START_TIMEOUT + 120,
@@ -190,6 +193,7 @@ def grade(submissions: str | Path, reference: str | Path, timeout: float = 600, 
         finally:
             sandbox.become_subreaper(False)
             sandbox.set_dumpable(True)
+            shutil.rmtree(options.scratch, ignore_errors=True)  # a killed worker's kernel folder (its key, the copy)
     if book is not None:  # and a last look: did anything write to the journal after the last result?
         log({"type": "end", "time": datetime.datetime.now().isoformat(timespec="seconds")})
     graded = sorted({s.chapter for s in found}, key=lambda c: c.number)

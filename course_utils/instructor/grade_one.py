@@ -63,6 +63,8 @@ class Options:
     container: str | None = None      # an image: run each kernel in docker or podman
     runtime: str | None = None        # the container runtime's path
     data_dir: str | None = None       # the course's data folder, shared by the kernels (stand-in caches)
+    scratch: str | None = None        # the run's folder for the kernels' scratch folders (grade removes it at the
+    #                                   end: also those of a worker that a notebook killed before it could clean up)
 
 
 _GRADER_CELL = '''\
@@ -329,7 +331,7 @@ def grade_notebook(submission: Submission, options: Options = Options(), sweep: 
         return result
     result.notes += _self_check_notes(nb, checks)
 
-    scratch = Path(tempfile.mkdtemp(prefix="grade-"))
+    scratch = Path(tempfile.mkdtemp(prefix="grade-", dir=options.scratch))
     km, kernel, name = None, None, f"grade-{secrets.token_hex(6)}"
     try:
         work = scratch / "work"
