@@ -290,7 +290,8 @@ def nt_xent_plain_gather(z1: torch.Tensor, z2: torch.Tensor, temperature: float 
                          check_finite: bool = True) -> torch.Tensor:  # fmt: skip
     """NT-Xent of the whole batch as ``world_size`` data-parallel ranks with the PLAIN gather would differentiate
     it, simulated in one process (chapter 7's lab): pair i lives on rank i // (N / world_size), and every anchor
-    sees the rows of the other ranks as constants (detached). The value is ``losses.nt_xent``'s; the gradient
+    sees the rows of the other ranks as constants (detached): the mean over the ranks of ``local_anchor_loss``
+    with every other rank's rows detached. The value is ``losses.nt_xent``'s; the gradient
     keeps, for each row, its own terms as an anchor and the pushes of its own rank's anchors only. With
     ``world_size=1`` nothing is detached: it is ``nt_xent``, gradient and all.
 
@@ -303,15 +304,11 @@ def nt_xent_plain_gather(z1: torch.Tensor, z2: torch.Tensor, temperature: float 
     if world_size < 1 or n % world_size:
         raise ValueError(f"the batch of {n} pairs must split evenly over world_size={world_size} ranks: choose a "
                          f"number of ranks that divides the batch size.")
-    dtype = torch.promote_types(z1.dtype, torch.float32)
-    with torch.autocast(device_type=z1.device.type, enabled=False):
-        u = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
-        rank = torch.arange(2 * n, device=u.device) % n // (n // world_size)  # the rank that holds each row
-        same_rank = rank[:, None] == rank[None, :]
-        sim = torch.where(same_rank, u @ u.T, u @ u.detach().T) if world_size > 1 else u @ u.T
-        sim = (sim / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
-        positive = (torch.arange(2 * n, device=u.device) + n) % (2 * n)
-        return (torch.logsumexp(sim, dim=1) - sim[torch.arange(2 * n, device=u.device), positive]).mean()
+    # Rank r's loss as the plain gather gives it: the rows of every other rank are constants.
+    z_all = _stack_by_rank(z1, z2, world_size)
+    owner = torch.arange(len(z_all), device=z_all.device) // (len(z_all) // world_size)
+    return torch.stack([local_anchor_loss(torch.where((owner == r)[:, None], z_all, z_all.detach()), r, world_size,
+                                          temperature) for r in range(world_size)]).mean()
 
 
 # --- Chapter 7's self-check ---------------------------------------------------------------------------

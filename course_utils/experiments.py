@@ -135,17 +135,16 @@ def run_simclr(dataset: str, train, test, *, steps: int, batch_size: int | None 
     spec = {"version": RESULT_VERSION, "dataset": key, "data": train.name, "n_train": len(train), "n_test": len(test),
             "steps": steps, "batch_size": batch_size, "temperature": temperature, "augment": repr(augment),
             "head": head, "seed": seed, "recipe": asdict(recipe), "probe_iterations": profile.probe_iterations}
+    loss_fn = None  # train.pretrain's default: NT-Xent
     if plain_gather != 1:  # only then: the recipe's own run keeps its key, and is shared with the other sweeps
+        from .distributed import nt_xent_plain_gather
+
         spec["plain_gather"] = plain_gather
+        loss_fn = partial(nt_xent_plain_gather, world_size=plain_gather, check_finite=False)
     path = _cache_path(spec, profile)
     if cache and path.exists():
         return {**json.loads(path.read_text()), "cached": True}
 
-    loss_fn = None  # train.pretrain's default: NT-Xent
-    if plain_gather != 1:
-        from .distributed import nt_xent_plain_gather
-
-        loss_fn = partial(nt_xent_plain_gather, world_size=plain_gather, check_finite=False)
     encoder = build_encoder(key, seed=seed, profile=profile)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)  # as encoders.build_model: the head too is the seed's, whatever ran before
